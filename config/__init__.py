@@ -1,0 +1,1 @@
+"""Shopmail configuration: typed settings, campaign catalogue, data contract mapping."""

@@ -1,0 +1,104 @@
+"""Typed settings from `SHOPMAIL_*` environment variables or a `.env` file."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT / ".shopmail"
+
+
+class MailProvider(StrEnum):
+    """Where mail goes."""
+
+    outbox = "outbox"
+    sendgrid = "sendgrid"
+    memory = "memory"
+
+
+class Settings(BaseSettings):
+    """Everything Shopmail needs to know about the shop and where to send."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHOPMAIL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Local working folder (demo DBs, outbox).")
+    shop_db_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL of the shop database; default: the demo SQLite shop."
+    )
+    state_db_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL of Shopmail's own state DB; default: SQLite in data_dir."
+    )
+    mail_provider: MailProvider = Field(MailProvider.outbox, description="outbox, sendgrid or memory.")
+    templates_dir: Path = Field(
+        PROJECT_ROOT / "email_templates", description="Jinja2 templates (a shop may keep its own copy)."
+    )
+    outbox_dir: Path | None = Field(None, description="Folder for .eml files; default data_dir/outbox.")
+    sendgrid_api_key: SecretStr | None = Field(None, description="SendGrid API key (a secret).")
+    sendgrid_host: str = Field(
+        "https://api.sendgrid.com", description="SendGrid API host; a local sink in dev and tests."
+    )
+    sendgrid_timeout_s: float = Field(30.0, gt=0, le=300)
+    sendgrid_retries: int = Field(5, ge=0, le=20)
+    send_batch_size: int = Field(1000, ge=1, le=1000, description="Recipients per send task.")
+
+    sender_email: str = Field("shop@example.ru", description="From address.")
+    sender_name: str = Field("Демо-магазин", description="From name.")
+    reply_to: str | None = None
+    shop_name: str = Field("Демо-магазин", description="Shop name shown in mails.")
+    shop_url: str = Field("https://shop.example.ru", description="Shop home page.")
+    support_email: str = "support@example.ru"
+    support_phone: str = "+7 800 000-00-00"
+    timezone: str = Field("Europe/Moscow", description="Shop time zone (IANA name).")
+    default_language: str = Field("ru", description="Language for customers without one.")
+
+    utm_source: str = "shopmail"
+    utm_medium: str = "email"
+
+    unsubscribe_url: str = Field(
+        "https://shop.example.ru/unsubscribe", description="Public one-click unsubscribe endpoint."
+    )
+    unsubscribe_secret: SecretStr = Field(
+        SecretStr("dev-only-change-me"), description="HMAC key for unsubscribe tokens (a secret)."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def shop_url_resolved(self) -> str:
+        """Shop DB URL, falling back to the embedded demo shop."""
+        if self.shop_db_url is not None:
+            return self.shop_db_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'demo_shop.sqlite'}"
+
+    @property
+    def state_url_resolved(self) -> str:
+        """State DB URL, falling back to SQLite in the data folder."""
+        if self.state_db_url is not None:
+            return self.state_db_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'state.sqlite'}"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir or self.data_dir / "outbox"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached; call `get_settings.cache_clear()` after env changes)."""
+    return Settings()

@@ -1,0 +1,30 @@
+"""Registry of audience builders that campaign files name in `audience = "..."`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from segments.wakeup import wakeup_audience
+
+AudienceBuilder = Callable[..., pd.DataFrame]
+
+AUDIENCES: dict[str, AudienceBuilder] = {
+    "wakeup": wakeup_audience,
+}
+
+
+def build_audience(
+    name: str, frames: dict[str, pd.DataFrame], as_of: date, tz: ZoneInfo, params: dict[str, Any]
+) -> pd.DataFrame:
+    """Run the named builder; it returns one row per recipient with at least `customer_id`."""
+    if name not in AUDIENCES:
+        raise KeyError(f"unknown audience '{name}'; known: {', '.join(AUDIENCES)}")
+    audience = AUDIENCES[name](frames, as_of, tz, **params)
+    if "customer_id" not in audience.columns:
+        raise ValueError(f"audience '{name}' must return a customer_id column")
+    return audience

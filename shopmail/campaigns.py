@@ -1,0 +1,104 @@
+"""Campaign model and registry: one TOML file per campaign in `config/campaigns/`."""
+
+from __future__ import annotations
+
+import re
+import string
+import tomllib
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CAMPAIGNS_DIR = Path(__file__).resolve().parent.parent / "config" / "campaigns"
+KNOWN_DATASETS = ("customers", "orders", "order_items", "products", "carts", "cart_items", "coupons")
+
+
+class CampaignKind(StrEnum):
+    service = "service"
+    trigger = "trigger"
+    occasion = "occasion"
+    mass = "mass"
+
+
+class Campaign(BaseModel):
+    """What a campaign file declares. Adding a campaign = one such file + one template folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$")
+    title: str
+    description: str = ""
+    kind: CampaignKind
+    audience: str = Field(description="Audience builder registered in `segments.audiences`.")
+    occasion_key: str = Field(description="Format string over audience columns, e.g. 'order:{order_id}'.")
+    template: str = Field(description="Folder in email_templates/.")
+    schedule: str | None = Field(None, description="Cron in the shop time zone.")
+    priority: int = Field(50, ge=0, le=100)
+    marketing: bool = Field(description="True: needs marketing consent, carries unsubscribe.")
+    datasets: tuple[str, ...] = ("customers",)
+    history_days: int = Field(365, ge=1, le=3650, description="How far back orders are read.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    utm_campaign: str | None = None
+    categories: tuple[str, ...] = ()
+
+    @field_validator("datasets")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = set(value) - set(KNOWN_DATASETS)
+        if unknown:
+            raise ValueError(f"unknown datasets {sorted(unknown)}; known: {KNOWN_DATASETS}")
+        return value
+
+    @field_validator("occasion_key")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        fields = [f for _, f, _, _ in string.Formatter().parse(value) if f]
+        if not fields:
+            raise ValueError("occasion_key must use at least one audience column, e.g. {order_id}")
+        return value
+
+    @property
+    def occasion_fields(self) -> list[str]:
+        return [f for _, f, _, _ in string.Formatter().parse(self.occasion_key) if f]
+
+    @property
+    def utm(self) -> str:
+        return self.utm_campaign or self.name
+
+
+class CampaignError(ValueError):
+    """A campaign file is missing or invalid."""
+
+
+def load_campaign(path: Path) -> Campaign:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        campaign = Campaign(**data)
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise CampaignError(f"{path.name}: {exc}") from exc
+    if campaign.name != path.stem:
+        raise CampaignError(f"{path.name}: name '{campaign.name}' must match the file name")
+    return campaign
+
+
+@lru_cache(maxsize=4)
+def registry(folder: Path = CAMPAIGNS_DIR) -> dict[str, Campaign]:
+    """Every campaign file in `folder`, by name."""
+    return {p.stem: load_campaign(p) for p in sorted(folder.glob("*.toml"))}
+
+
+def get_campaign(name: str, folder: Path = CAMPAIGNS_DIR) -> Campaign:
+    campaigns = registry(folder)
+    if name not in campaigns:
+        raise CampaignError(f"unknown campaign '{name}'; known: {', '.join(campaigns) or 'none'}")
+    return campaigns[name]
+
+
+def campaign_names(folder: Path = CAMPAIGNS_DIR) -> list[str]:
+    return list(registry(folder))
+
+
+_SLUG = re.compile(r"[^a-z0-9_]+")

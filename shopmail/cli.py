@@ -1,0 +1,167 @@
+"""The `shopmail` command line."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from config.settings import get_settings  # noqa: E402
+from shopmail.db import safe_url  # noqa: E402
+
+app = typer.Typer(help="Shopmail: email marketing automation for online shops.", no_args_is_help=True)
+console = Console()
+
+AsOf = Annotated[
+    datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Day to run for (shop time zone)."),
+]
+
+
+def _day(value: datetime | None) -> date | None:
+    return value.date() if value else None
+
+
+@app.command("demo-data")
+def demo_data(
+    customers: Annotated[int, typer.Option(min=10, help="How many customers.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same shop).")] = 42,
+    today: AsOf = None,
+) -> None:
+    """Generate the demo shop database (the embedded default, or SHOPMAIL_SHOP_DB_URL)."""
+    from shopmail.demo_shop import generate_demo_shop
+
+    settings = get_settings()
+    url = settings.shop_url_resolved
+    console.print(f"Demo shop -> {safe_url(url)}")
+    with Progress(
+        TextColumn("{task.description:<14}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=console,
+    ) as progress:
+        bars: dict[str, int] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = progress.add_task(stage, total=total)
+            progress.update(bars[stage], completed=done, total=total)
+
+        counts = generate_demo_shop(url, customers=customers, seed=seed, today=_day(today), progress=report)
+    table = Table("table", "rows", title="Demo shop")
+    for name, rows in counts.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+
+
+def _print_report(report) -> None:
+    table = Table("measure", "count", title=report.title())
+    for name, value in report.counts().items():
+        table.add_row(name, f"{value:,}")
+    for reason, value in sorted(report.skipped.items()):
+        table.add_row(f"  skipped: {reason}", f"{value:,}")
+    for variant, value in sorted(report.variants.items()):
+        table.add_row(f"  variant: {variant}", f"{value:,}")
+    console.print(table)
+
+
+@app.command()
+def run(
+    campaign: Annotated[str, typer.Argument(help="Campaign name (see `shopmail campaigns`).")],
+    as_of: AsOf = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Select and render only.")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Send to at most this many.")] = None,
+) -> None:
+    """Run one campaign now through the Prefect flow."""
+    from flows.campaign import campaign_flow
+    from shopmail.campaigns import get_campaign
+
+    get_campaign(campaign)  # clear error for an unknown name
+    report = campaign_flow(campaign=campaign, as_of=_day(as_of), dry_run=dry_run, limit=limit)
+    _print_report(report)
+    settings = get_settings()
+    if settings.mail_provider == "outbox" and not dry_run:
+        console.print(f"Outbox: {settings.outbox_path}")
+
+
+@app.command()
+def campaigns() -> None:
+    """List the campaigns of the registry."""
+    from shopmail.campaigns import registry
+
+    table = Table("name", "kind", "schedule", "marketing", "title")
+    for c in registry().values():
+        table.add_row(c.name, c.kind, c.schedule or "-", "yes" if c.marketing else "no", c.title)
+    console.print(table)
+
+
+@app.command()
+def preview(
+    campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+    customer: Annotated[int, typer.Option(help="Customer id.")],
+    as_of: AsOf = None,
+    html: Annotated[Path | None, typer.Option(help="Write the HTML part to this file.")] = None,
+) -> None:
+    """Show the mail one customer would get (nothing is sent, nothing recorded)."""
+    from shopmail.preview import preview_mail
+
+    result = preview_mail(campaign, customer, _day(as_of))
+    if result.mail is None:
+        console.print(f"[yellow]Customer {customer} gets no '{campaign}' mail: {result.reason}[/]")
+        raise typer.Exit(1)
+    mail = result.mail
+    console.print(f"[bold]To:[/] {mail.to_name} <{mail.to_email}>")
+    console.print(f"[bold]Subject:[/] {mail.subject}")
+    for name, value in mail.headers.items():
+        console.print(f"[bold]{name}:[/] {value}")
+    console.print()
+    console.print(mail.text, markup=False, highlight=False)
+    if html:
+        html.write_text(mail.html, encoding="utf-8")
+        console.print(f"HTML written to {html}")
+
+
+@app.command()
+def history(
+    campaign: Annotated[str | None, typer.Argument(help="Only this campaign.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+) -> None:
+    """Recent runs from the state DB."""
+    from shopmail import state_db
+
+    state = state_db.upgrade(get_settings().state_url_resolved)
+    table = Table("started (UTC)", "campaign", "as of", "mode", "status", "audience", "sent",
+                  "skipped", "failed", "quarantined")
+    for r in state_db.recent_runs(state, campaign, limit):
+        table.add_row(
+            f"{r['started_at']:%Y-%m-%d %H:%M}", r["campaign"], str(r["as_of"]),
+            "dry run" if r["dry_run"] else "send", r["status"], str(r["audience"]), str(r["sent"]),
+            str(r["skipped"]), str(r["failed"]), str(r["quarantined"]),
+        )
+    console.print(table)
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=10, help="Demo shop size.")] = 5000,
+    campaign: Annotated[str, typer.Option(help="Campaign to run.")] = "wakeup",
+) -> None:
+    """Generate the demo shop and run a campaign into the local outbox."""
+    settings = get_settings()
+    if settings.shop_db_url is None:
+        demo_data(customers=customers, seed=42, today=None)
+    run(campaign=campaign, as_of=None, dry_run=False, limit=None)
+    outbox = settings.outbox_path
+    if settings.mail_provider == "outbox" and outbox.exists():
+        files = sorted(outbox.glob("*.eml"))
+        console.print(f"{len(files)} mail(s) in {outbox}; e.g. {files[0] if files else '-'}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

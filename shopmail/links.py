@@ -1,0 +1,52 @@
+"""UTM tagging and signed unsubscribe links."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+
+def add_utm(url: str, *, source: str, medium: str, campaign: str, content: str | None = None) -> str:
+    """`url` with utm_* parameters set (existing utm_* replaced, other parameters kept)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not k.startswith("utm_")]
+    query += [("utm_source", source), ("utm_medium", medium), ("utm_campaign", campaign)]
+    if content:
+        query.append(("utm_content", content))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def unsubscribe_token(secret: str, customer_id: int, campaign: str) -> str:
+    """HMAC-SHA256 signed token `<payload>.<signature>` naming customer and campaign (no email)."""
+    payload = _b64(f"{int(customer_id)}:{campaign}".encode())
+    signature = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{_b64(signature[:16])}"
+
+
+def verify_unsubscribe_token(secret: str, token: str) -> tuple[int, str] | None:
+    """(customer_id, campaign) if the token is authentic, else None."""
+    try:
+        payload, signature = token.split(".", 1)
+        expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:16]
+        if not hmac.compare_digest(expected, _unb64(signature)):
+            return None
+        customer, campaign = _unb64(payload).decode().split(":", 1)
+        return int(customer), campaign
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def unsubscribe_link(base_url: str, secret: str, customer_id: int, campaign: str) -> str:
+    token = unsubscribe_token(secret, customer_id, campaign)
+    separator = "&" if "?" in base_url else "?"
+    return f"{base_url}{separator}token={token}"

@@ -1,0 +1,82 @@
+"""What one campaign run did, as numbers and as Markdown for Prefect artifacts and the CLI."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from tasks.mailer.base import OutgoingMail
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    campaign: str
+    as_of: date
+    dry_run: bool
+    audience: int = 0
+    eligible: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    outcomes: Counter = field(default_factory=Counter)
+    quarantined: int = 0
+    checks_markdown: str = ""
+    problem: str = ""
+    errors: list[str] = field(default_factory=list)
+    sample: OutgoingMail | None = None
+    variants: dict[str, int] = field(default_factory=dict)
+
+    def title(self) -> str:
+        mode = "dry run" if self.dry_run else "send"
+        return f"{self.campaign} for {self.as_of.isoformat()} ({mode})"
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "audience": self.audience,
+            "eligible": self.eligible,
+            "sent": int(self.outcomes.get("sent", 0)),
+            "skipped": sum(self.skipped.values()) + int(self.outcomes.get("already_sent", 0)),
+            "failed": int(self.outcomes.get("failed", 0) + self.outcomes.get("render_failed", 0)),
+            "rejected": int(self.outcomes.get("rejected", 0)),
+            "quarantined": self.quarantined,
+        }
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "skipped_by_reason": self.skipped,
+            "outcomes": dict(self.outcomes),
+            "variants": self.variants,
+            "problem": self.problem,
+            "errors": self.errors[:20],
+        }
+
+    def markdown(self, status: str) -> str:
+        counts = self.counts()
+        lines = [f"# {self.title()}", "", f"Status: **{status}**", ""]
+        if self.problem:
+            lines += [f"> {self.problem}", ""]
+        lines += ["| measure | count |", "|---|---:|"]
+        lines += [f"| {k} | {v} |" for k, v in counts.items()]
+        if self.skipped:
+            lines += ["", "## Skipped by reason", "", "| reason | count |", "|---|---:|"]
+            lines += [f"| {k} | {v} |" for k, v in sorted(self.skipped.items())]
+        if self.variants:
+            lines += ["", "## Variants", "", "| variant | count |", "|---|---:|"]
+            lines += [f"| {k} | {v} |" for k, v in sorted(self.variants.items())]
+        if self.errors:
+            lines += ["", "## Errors (first 20)", ""] + [f"- {e}" for e in self.errors[:20]]
+        if self.checks_markdown:
+            lines += ["", "## Data checks", "", self.checks_markdown]
+        if self.sample is not None:
+            lines += [
+                "",
+                "## Sample mail",
+                "",
+                f"**Subject:** {self.sample.subject}",
+                "",
+                "```text",
+                self.sample.text,
+                "```",
+            ]
+        return "\n".join(lines)

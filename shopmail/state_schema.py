@@ -1,0 +1,83 @@
+"""Shopmail's own state DB tables (SQLAlchemy Core); migrated by Alembic (`shopmail/migrations`)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+LEDGER_STATES = ("pending", "sent", "failed", "rejected")
+
+send_ledger = Table(
+    "send_ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign", String(64), nullable=False),
+    Column("occasion_key", String(128), nullable=False),
+    Column("customer_id", Integer, nullable=False),
+    Column("message_key", String(64), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("run_id", String(64)),
+    Column("provider", String(16)),
+    Column("provider_message_id", String(128)),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("campaign", "occasion_key", "customer_id", name="uq_ledger_occasion"),
+    Index("ix_ledger_campaign_status", "campaign", "status"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email", String(254), primary_key=True),  # lower-cased
+    Column("reason", String(32), nullable=False),  # unsubscribe | bounce | spam_report | manual
+    Column("source", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+run_summaries = Table(
+    "run_summaries",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("campaign", String(64), nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),  # completed | failed | blocked
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("audience", Integer, nullable=False, default=0),
+    Column("sent", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("rejected", Integer, nullable=False, default=0),
+    Column("quarantined", Integer, nullable=False, default=0),
+    Column("details", JSON),
+    Index("ix_runs_campaign_started", "campaign", "started_at"),
+)
+
+quarantined_rows = Table(
+    "quarantined_rows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("table_name", String(64), nullable=False),
+    Column("row_key", String(64), nullable=False),
+    Column("check_name", String(128), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_quarantine_run", "run_id"),
+)

@@ -1,0 +1,22 @@
+"""Extract task: read the campaign's datasets from the shop DB."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NONE
+
+from config.settings import get_settings
+from shopmail.campaigns import Campaign
+from shopmail.db import get_engine
+from shopmail.extract import extract
+
+
+@task(name="extract-shop-data", retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NONE)
+def extract_shop_data(campaign: Campaign, as_of: date) -> dict[str, pd.DataFrame]:
+    """Read every dataset the campaign declares, as it stood at the end of `as_of`."""
+    settings = get_settings()
+    engine = get_engine(settings.shop_url_resolved)
+    return extract(engine, campaign.datasets, as_of, settings.tz, campaign.history_days)

@@ -1,0 +1,80 @@
+"""The `Sender` contract: every provider takes `OutgoingMail`s and returns one `SendResult` each."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    """One fully rendered mail to one recipient.
+
+    `message_key` is the ledger key (deterministic per campaign, occasion and customer):
+    providers use it to make a resend of the same mail idempotent where they can.
+    `custom_args` carry ids only, never personal data.
+    """
+
+    message_key: str
+    to_email: str
+    subject: str
+    html: str
+    text: str
+    from_email: str
+    from_name: str = ""
+    to_name: str = ""
+    reply_to: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    custom_args: dict[str, str] = field(default_factory=dict)
+    categories: tuple[str, ...] = ()
+
+
+_EMAIL_RE = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})"
+)
+
+
+def is_valid_email(address: str) -> bool:
+    """A plain ASCII `local@domain.tld` address (IDN domains must be punycode)."""
+    return len(address) <= 254 and _EMAIL_RE.fullmatch(address) is not None
+
+
+class SendStatus(StrEnum):
+    """Normalised per-recipient outcome."""
+
+    sent = "sent"  # accepted by the provider (queued or delivered to the outbox)
+    rejected = "rejected"  # permanently refused (bad address, invalid payload): do not retry
+    failed = "failed"  # transient failure left after retries: safe to retry later
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    message_key: str
+    status: SendStatus
+    provider_message_id: str | None = None
+    error: str | None = None
+
+
+class Sender(ABC):
+    """A mail provider. Implementations must never raise for one bad recipient:
+    they report it in that recipient's `SendResult`. They raise `MailerError`
+    subclasses only for problems that concern the whole batch (configuration)."""
+
+    name: str = "sender"
+
+    @abstractmethod
+    def send_batch(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
+        """Send the mails; return one result per mail, in the same order."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,219 @@
+"""SendGrid v3 `/v3/mail/send` over a pooled `httpx.Client`, with retries and rate-limit waits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sendgrid.helpers.mail import (
+    Category,
+    CustomArg,
+    From,
+    Header,
+    HtmlContent,
+    Mail,
+    PlainTextContent,
+    ReplyTo,
+    To,
+)
+
+from tasks.mailer.base import OutgoingMail, Sender, SendResult, SendStatus, is_valid_email
+from tasks.mailer.errors import MailerConfigurationError
+
+logger = logging.getLogger(__name__)
+
+SEND_PATH = "/v3/mail/send"
+MESSAGE_KEY_ARG = "shopmail_key"
+_CONFIG_STATUSES = frozenset({401, 403})
+_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def sendgrid_payload(mail: OutgoingMail) -> dict[str, Any]:
+    """The official v3 payload of one mail, built with `sendgrid.helpers.mail`.
+
+    Per-recipient data (to, headers, custom_args with `shopmail_key`) go into the
+    personalization; shared data (from, reply_to, subject, content, categories) at the top
+    level, so mails sharing content can later be merged into one 1,000-personalization payload.
+    """
+    message = Mail(
+        from_email=From(mail.from_email, mail.from_name or None),
+        to_emails=To(mail.to_email, mail.to_name or None),
+        subject=mail.subject,
+        plain_text_content=PlainTextContent(mail.text) if mail.text else None,
+        html_content=HtmlContent(mail.html) if mail.html else None,
+    )
+    if mail.reply_to:
+        message.reply_to = ReplyTo(mail.reply_to)
+    for name, value in mail.headers.items():
+        message.header = Header(name, value, p=0)
+    for name, value in {**mail.custom_args, MESSAGE_KEY_ARG: mail.message_key}.items():
+        message.custom_arg = CustomArg(name, value, p=0)
+    for category in reversed(mail.categories):  # the helper prepends: keep the given order
+        message.category = Category(category)
+    return message.get()
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadOutcome:
+    """What became of one POST (after retries); maps onto every mail in the payload."""
+
+    status: SendStatus
+    provider_message_id: str | None = None
+    error: str | None = None
+    http_status: int | None = None
+    attempts: int = 1
+
+
+def error_message(response: httpx.Response) -> str:
+    """SendGrid's error messages (`{"errors": [{"message", "field", "help"}]}`) as one line."""
+    try:
+        errors = response.json().get("errors") or []
+        parts = [
+            f"{e.get('message')} (field: {e['field']})" if e.get("field") else str(e.get("message"))
+            for e in errors
+            if isinstance(e, dict)
+        ]
+    except (ValueError, AttributeError):
+        parts = []
+    detail = "; ".join(parts) or response.text[:500] or response.reason_phrase
+    return f"HTTP {response.status_code}: {detail}"
+
+
+class SendGridSender(Sender):
+    """Sends each mail as one `/v3/mail/send` request.
+
+    202/200 -> `sent` (id from `X-Message-Id`); 400/413 and other 4xx -> `rejected` with
+    SendGrid's messages; 401/403 -> `MailerConfigurationError` until this sender has had a mail
+    accepted (a bad key or unverified sender concerns the whole batch), `rejected` after;
+    429 -> wait until `X-RateLimit-Reset` (capped) and retry; 5xx, timeouts and connection
+    errors -> exponential backoff with jitter. Waits of either kind use up `retries`; a mail
+    still not accepted after them is `failed` (safe to retry later).
+    """
+
+    name = "sendgrid"
+
+    def __init__(
+        self,
+        api_key: str,
+        host: str = "https://api.sendgrid.com",
+        timeout_s: float = 30.0,
+        retries: int = 5,
+        client: httpx.Client | None = None,
+        *,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        max_rate_limit_wait_s: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise MailerConfigurationError("SendGrid API key is empty")
+        if not host.startswith(("https://", "http://")):
+            raise MailerConfigurationError(f"SendGrid host must be an http(s) URL, got {host!r}")
+        self.host = host.rstrip("/")
+        self.url = self.host + SEND_PATH
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.max_rate_limit_wait_s = max_rate_limit_wait_s
+        self._sleep = sleep
+        self._clock = clock
+        self._headers = {
+            "Authorization": f"Bearer {api_key.strip()}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        self._owns_client = client is None
+        self._client = client or httpx.Client(
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+        )
+        self._key_verified = False  # set once SendGrid has accepted a request
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"SendGridSender(host={self.host!r})"
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def send_batch(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
+        return [self._send_one(mail) for mail in mails]
+
+    def _send_one(self, mail: OutgoingMail) -> SendResult:
+        key = mail.message_key
+        if not is_valid_email(mail.to_email):
+            return SendResult(key, SendStatus.rejected, error=f"invalid address {mail.to_email!r}")
+        try:
+            payload = sendgrid_payload(mail)
+        except Exception as exc:  # the helper raises assorted types for unusable input
+            return SendResult(key, SendStatus.rejected, error=f"cannot build payload: {exc!r}")
+        outcome = self.send_payload(payload)
+        if outcome.http_status in _CONFIG_STATUSES and not self._key_verified:
+            raise MailerConfigurationError(f"SendGrid refused the credentials: {outcome.error}")
+        return SendResult(key, outcome.status, outcome.provider_message_id, outcome.error)
+
+    def send_payload(self, payload: dict[str, Any]) -> PayloadOutcome:
+        """POST one v3 payload, retrying transient failures; never raises for HTTP outcomes."""
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._client.post(
+                    self.url, content=body, headers=self._headers, timeout=self.timeout_s
+                )
+            except httpx.TransportError as exc:  # timeouts, refused/dropped connections
+                error, status, wait = f"{type(exc).__name__}: {exc}", None, self._backoff(attempt)
+            else:
+                status = response.status_code
+                if status in (200, 202):
+                    self._key_verified = True
+                    message_id = response.headers.get("X-Message-Id")
+                    return PayloadOutcome(
+                        SendStatus.sent, message_id, http_status=status, attempts=attempt
+                    )
+                error = error_message(response)
+                if status not in _TRANSIENT_STATUSES and status < 500:
+                    return PayloadOutcome(
+                        SendStatus.rejected, error=error, http_status=status, attempts=attempt
+                    )
+                wait = self._retry_wait(response, attempt)
+            if attempt > self.retries:
+                return PayloadOutcome(
+                    SendStatus.failed, error=error, http_status=status, attempts=attempt
+                )
+            logger.warning(
+                "SendGrid send: %s; retry %d/%d in %.2fs", error, attempt, self.retries, wait
+            )
+            self._sleep(wait)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with equal jitter: half fixed, half random."""
+        cap = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+        return cap / 2 + random.uniform(0, cap / 2)
+
+    def _retry_wait(self, response: httpx.Response, attempt: int) -> float:
+        """Seconds to wait before retrying a 429/5xx response."""
+        if response.status_code == 429:
+            reset = _float_header(response, "X-RateLimit-Reset")
+            if reset is not None:
+                return min(max(reset - self._clock(), 0.0), self.max_rate_limit_wait_s)
+        retry_after = _float_header(response, "Retry-After")
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_rate_limit_wait_s)
+        return self._backoff(attempt)
+
+
+def _float_header(response: httpx.Response, name: str) -> float | None:
+    try:
+        return float(response.headers[name])
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,24 @@
+"""Segment + arbitrate task: who gets the mail, who is skipped and why."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NONE
+
+from config.settings import get_settings
+from shopmail import state_db
+from shopmail.campaigns import Campaign
+from shopmail.pipeline import Selection, select_recipients
+
+
+@task(name="select-recipients", retries=2, retry_delay_seconds=5, cache_policy=NONE)
+def select_recipients_task(
+    campaign: Campaign, frames: dict[str, pd.DataFrame], as_of: date, quarantined_ids: set[int]
+) -> Selection:
+    """Audience rule, consent, quarantine, suppressions and the already-sent ledger."""
+    settings = get_settings()
+    state = state_db.upgrade(settings.state_url_resolved)
+    return select_recipients(campaign, frames, as_of, settings, state, quarantined_ids)

@@ -1,0 +1,99 @@
+"""Send task: render a batch of recipients, claim them in the ledger, send, mark outcomes."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NONE
+
+from config.settings import get_settings
+from shopmail import ledger, state_db
+from shopmail.campaigns import Campaign
+from shopmail.ledger import LedgerEntry
+from shopmail.pipeline import MailComposer
+from shopmail.rendering import TemplateError
+from tasks.mailer.base import OutgoingMail, SendResult, SendStatus
+from tasks.mailer.errors import MailerError
+from tasks.mailer.factory import make_sender
+
+T = TypeVar("T")
+
+
+@dataclass
+class BatchOutcome:
+    """Counts of one batch, summed by the flow."""
+
+    counts: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+
+def with_db_retries(action: Callable[[], T], attempts: int = 5, delay_s: float = 0.5) -> T:
+    """Retry a state-DB write a few times (locked SQLite, dropped connection)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception:
+            if attempt == attempts:
+                raise
+            time.sleep(delay_s * attempt)
+    raise AssertionError("unreachable")
+
+
+def compose_batch(
+    composer: MailComposer, rows: list[dict[str, Any]]
+) -> tuple[list[OutgoingMail], list[str]]:
+    """Render every row; rows whose data breaks the template are reported, not sent."""
+    mails, errors = [], []
+    for row in rows:
+        try:
+            mails.append(composer.compose(row))
+        except TemplateError as exc:
+            errors.append(f"customer {row['customer_id']}: {exc}")
+    return mails, errors
+
+
+@task(name="send-batch", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+def send_batch(
+    campaign: Campaign,
+    rows: list[dict[str, Any]],
+    products: dict[int, dict[str, Any]],
+    run_id: str,
+) -> BatchOutcome:
+    """Exactly-once send of one batch: ledger `pending` before the call, outcome after."""
+    settings = get_settings()
+    state = state_db.upgrade(settings.state_url_resolved)
+    composer = MailComposer(campaign, settings, products)
+    outcome = BatchOutcome()
+    mails, render_errors = compose_batch(composer, rows)
+    outcome.counts["render_failed"] += len(render_errors)
+    outcome.errors.extend(render_errors[:20])
+
+    rendered = {m.message_key for m in mails}
+    entries = [
+        LedgerEntry(campaign.name, str(r["occasion_key"]), int(r["customer_id"]))
+        for r in rows
+        if str(r["message_key"]) in rendered
+    ]
+    sender = make_sender(settings)
+    allowed = set(with_db_retries(lambda: ledger.claim(state, entries, run_id, sender.name)))
+    to_send = [m for m in mails if m.message_key in allowed]
+    outcome.counts["already_sent"] += len(mails) - len(to_send)
+    try:
+        with sender:
+            results = sender.send_batch(to_send)
+    except MailerError as exc:
+        failed = [SendResult(m.message_key, SendStatus.failed, error=str(exc)) for m in to_send]
+        with_db_retries(lambda: ledger.mark(state, failed))
+        raise
+    with_db_retries(lambda: ledger.mark(state, results))
+    for result in results:
+        outcome.counts[str(result.status)] += 1
+        if result.error and len(outcome.errors) < 20:
+            outcome.errors.append(f"{result.status}: {result.error}")
+    get_run_logger().info("batch of %d: %s", len(rows), dict(outcome.counts))
+    return outcome
