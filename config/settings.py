@@ -46,7 +46,19 @@ class Settings(BaseSettings):
         "https://api.sendgrid.com", description="SendGrid API host; a local sink in dev and tests."
     )
     sendgrid_timeout_s: float = Field(30.0, gt=0, le=300)
-    sendgrid_retries: int = Field(5, ge=0, le=20)
+    sendgrid_retries: int = Field(5, ge=0, le=20, description="Retries per request on 429/5xx/timeouts.")
+    sendgrid_backoff_s: float = Field(0.5, ge=0, le=60, description="First backoff wait (doubles).")
+    sendgrid_max_rate_limit_wait_s: float = Field(60.0, ge=0, le=3600, description="Longest 429 wait.")
+    sendgrid_concurrency: int = Field(8, ge=1, le=64, description="Parallel requests per send task.")
+    sendgrid_rate_per_s: float | None = Field(
+        None, gt=0, le=10_000, description="Cap on requests per second (None: no cap)."
+    )
+    sendgrid_activity_lookup: bool = Field(
+        True, description="Ask the Email Activity API about in-doubt mails before resending them."
+    )
+    max_send_errors: int = Field(
+        50, ge=0, description="Failed requests (after retries) a run tolerates before it pauses."
+    )
     send_batch_size: int = Field(1000, ge=1, le=1000, description="Recipients per send task.")
 
     sender_email: str = Field("shop@example.ru", description="From address.")

@@ -7,7 +7,6 @@ send in batches (ledger, exactly once) -> record (run summary + artifacts).
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
@@ -38,7 +37,7 @@ class TemplateCheckFailed(RuntimeError):
 def _run_name() -> str:
     params = flow_run.parameters
     mode = "dry-run" if params.get("dry_run") else "send"
-    as_of = params.get("as_of") or "today"
+    as_of = params.get("as_of") or today_in_shop().isoformat()
     return f"{params.get('campaign')}-{as_of}-{mode}"
 
 
@@ -69,9 +68,7 @@ def campaign_flow(
         date | None, Field(description="Day to run for (shop time zone); empty = today.")
     ] = None,
     dry_run: Annotated[bool, Field(description="Select and render only; send nothing.")] = False,
-    limit: Annotated[
-        int | None, Field(ge=1, le=10_000_000, description="Send to at most this many.")
-    ] = None,
+    limit: Annotated[int | None, Field(ge=1, le=10_000_000, description="Send to at most this many.")] = None,
 ) -> RunReport:
     """Run one campaign of the registry for one day."""
     logger = get_run_logger()
@@ -146,5 +143,3 @@ def campaign_flow(
         raise RuntimeError(f"{failed_batches} of {len(work)} batches failed; rerun to resume")
     return report
 
-
-__all__ = ["CampaignName", "campaign_flow", "Counter"]

@@ -16,9 +16,7 @@ def local_dates(stamps: pd.Series, tz: ZoneInfo) -> pd.Series:
     return stamps.dt.tz_localize("UTC").dt.tz_convert(tz).dt.date
 
 
-def wakeup_candidates(
-    orders: pd.DataFrame, as_of: date, tz: ZoneInfo, days: Sequence[int]
-) -> pd.DataFrame:
+def wakeup_candidates(orders: pd.DataFrame, as_of: date, tz: ZoneInfo, days: Sequence[int]) -> pd.DataFrame:
     """Orders delivered exactly `d` local days before `as_of` whose customer has not ordered since.
 
     One row per customer (the most recent qualifying order): customer_id, order_id, days,
@@ -33,9 +31,7 @@ def wakeup_candidates(
     latest = orders.groupby("customer_id")["created_at"].max().rename("last_order_at")
     hits = hits.join(latest, on="customer_id")
     hits = hits[hits["created_at"] >= hits["last_order_at"]]
-    hits = hits.sort_values(["customer_id", "created_at", "id"]).drop_duplicates(
-        "customer_id", keep="last"
-    )
+    hits = hits.sort_values(["customer_id", "created_at", "id"]).drop_duplicates("customer_id", keep="last")
     return hits.rename(columns={"id": "order_id"})[
         ["customer_id", "order_id", "days", "delivered_on"]
     ].reset_index(drop=True)

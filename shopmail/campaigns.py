@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import string
 import tomllib
 from enum import StrEnum
@@ -100,5 +99,3 @@ def get_campaign(name: str, folder: Path = CAMPAIGNS_DIR) -> Campaign:
 def campaign_names(folder: Path = CAMPAIGNS_DIR) -> list[str]:
     return list(registry(folder))
 
-
-_SLUG = re.compile(r"[^a-z0-9_]+")

@@ -17,8 +17,19 @@ from rich.table import Table  # noqa: E402
 from config.settings import get_settings  # noqa: E402
 from shopmail.db import safe_url  # noqa: E402
 
-app = typer.Typer(help="Shopmail: email marketing automation for online shops.", no_args_is_help=True)
+app = typer.Typer(
+    help="Shopmail: email marketing automation for online shops.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
 console = Console()
+
+
+@app.callback()
+def _prepare() -> None:
+    """Create the local data folder (demo shop, state DB, outbox) if needed."""
+    get_settings().data_dir.mkdir(parents=True, exist_ok=True)
+
 
 AsOf = Annotated[
     datetime | None,
@@ -34,7 +45,10 @@ def _day(value: datetime | None) -> date | None:
 def demo_data(
     customers: Annotated[int, typer.Option(min=10, help="How many customers.")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same shop).")] = 42,
-    today: AsOf = None,
+    today: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="The shop's 'today' (default: today)."),
+    ] = None,
 ) -> None:
     """Generate the demo shop database (the embedded default, or SHOPMAIL_SHOP_DB_URL)."""
     from shopmail.demo_shop import generate_demo_shop
@@ -43,8 +57,11 @@ def demo_data(
     url = settings.shop_url_resolved
     console.print(f"Demo shop -> {safe_url(url)}")
     with Progress(
-        TextColumn("{task.description:<14}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=console,
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
     ) as progress:
         bars: dict[str, int] = {}
 
@@ -136,13 +153,30 @@ def history(
     from shopmail import state_db
 
     state = state_db.upgrade(get_settings().state_url_resolved)
-    table = Table("started (UTC)", "campaign", "as of", "mode", "status", "audience", "sent",
-                  "skipped", "failed", "quarantined")
+    table = Table(
+        "started (UTC)",
+        "campaign",
+        "as of",
+        "mode",
+        "status",
+        "audience",
+        "sent",
+        "skipped",
+        "failed",
+        "quarantined",
+    )
     for r in state_db.recent_runs(state, campaign, limit):
         table.add_row(
-            f"{r['started_at']:%Y-%m-%d %H:%M}", r["campaign"], str(r["as_of"]),
-            "dry run" if r["dry_run"] else "send", r["status"], str(r["audience"]), str(r["sent"]),
-            str(r["skipped"]), str(r["failed"]), str(r["quarantined"]),
+            f"{r['started_at']:%Y-%m-%d %H:%M}",
+            r["campaign"],
+            str(r["as_of"]),
+            "dry run" if r["dry_run"] else "send",
+            r["status"],
+            str(r["audience"]),
+            str(r["sent"]),
+            str(r["skipped"]),
+            str(r["failed"]),
+            str(r["quarantined"]),
         )
     console.print(table)
 

@@ -19,6 +19,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 import great_expectations as gx  # noqa: E402
 import great_expectations.expectations as gxe  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 from shopmail.shop_schema import ORDER_STATUSES  # noqa: E402
 
@@ -130,7 +131,9 @@ class GateReport:
 
 @lru_cache(maxsize=1)
 def _context() -> Any:
-    return gx.get_context(mode="ephemeral")
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return context
 
 
 def _batch_definition(dataset: str) -> Any:

@@ -35,7 +35,12 @@ def _orders_query(since: datetime, until: datetime) -> Select:
     o = s.orders
     return (
         select(
-            o.c.id, o.c.customer_id, o.c.status, o.c.created_at, o.c.total, o.c.currency,
+            o.c.id,
+            o.c.customer_id,
+            o.c.status,
+            o.c.created_at,
+            o.c.total,
+            o.c.currency,
             o.c.tracking_number,
             *[status_times.c[c] for c in STATUS_COLUMNS.values()],
         )

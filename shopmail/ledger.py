@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 
 from shopmail.state_db import utcnow
 from shopmail.state_schema import send_ledger
@@ -62,12 +62,21 @@ def already_done(engine: Engine, keys: Sequence[str]) -> set[str]:
     return {k for k, s in statuses(engine, keys).items() if s in FINAL_STATES}
 
 
-def claim(engine: Engine, entries: Sequence[LedgerEntry], run_id: str, provider: str) -> list[str]:
-    """Write `pending` rows before sending; return the keys this run may send now.
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Keys a run may send: `fresh` ones never tried, `in_doubt` ones an earlier attempt left
+    pending or failed (the provider may have accepted them: ask it before resending)."""
 
-    New entries are inserted as pending; pending/failed entries from earlier runs are
-    taken over (resent); sent/rejected ones are left alone.
-    """
+    fresh: list[str]
+    in_doubt: list[str]
+
+    @property
+    def keys(self) -> list[str]:
+        return self.fresh + self.in_doubt
+
+
+def claim(engine: Engine, entries: Sequence[LedgerEntry], run_id: str, provider: str) -> Claim:
+    """Write `pending` rows before sending; sent/rejected entries are left alone."""
     by_key = {e.key: e for e in entries}
     existing = statuses(engine, list(by_key))
     now = utcnow()
@@ -87,7 +96,7 @@ def claim(engine: Engine, entries: Sequence[LedgerEntry], run_id: str, provider:
         for key, e in by_key.items()
         if key not in existing
     ]
-    resumed = [k for k, s in existing.items() if s not in FINAL_STATES]
+    resumed = [k for k in by_key if k in existing and existing[k] not in FINAL_STATES]
     with engine.begin() as conn:
         if new_rows:
             conn.execute(insert(send_ledger), new_rows)
@@ -104,8 +113,7 @@ def claim(engine: Engine, entries: Sequence[LedgerEntry], run_id: str, provider:
                 ),
                 [{"k": k} for k in resumed],
             )
-    allowed = {r["message_key"] for r in new_rows} | set(resumed)
-    return [k for k in by_key if k in allowed]
+    return Claim([r["message_key"] for r in new_rows], resumed)
 
 
 def mark(engine: Engine, results: Sequence[SendResult]) -> None:
@@ -131,8 +139,6 @@ def mark(engine: Engine, results: Sequence[SendResult]) -> None:
 
 
 def counts_by_status(engine: Engine, campaign: str) -> dict[str, int]:
-    from sqlalchemy import func
-
     with engine.connect() as conn:
         rows = conn.execute(
             select(send_ledger.c.status, func.count())

@@ -42,22 +42,23 @@ class Selection:
 def message_keys(campaign: str, occasion_keys: pd.Series, customer_ids: pd.Series) -> list[str]:
     """Ledger message keys of each (occasion key, customer) pair."""
     return [
-        ledger.message_key(campaign, occ, cid)
-        for occ, cid in zip(occasion_keys, customer_ids, strict=True)
+        ledger.message_key(campaign, occ, cid) for occ, cid in zip(occasion_keys, customer_ids, strict=True)
     ]
 
 
-def attach_customers(
-    campaign: Campaign, audience: pd.DataFrame, customers: pd.DataFrame
-) -> pd.DataFrame:
+def attach_customers(campaign: Campaign, audience: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
     """Audience rows joined with customer fields, with occasion and message keys."""
     people = customers[CUSTOMER_FIELDS].rename(columns={"id": "customer_id"})
     recipients = audience.merge(people, on="customer_id", how="inner")
     columns = campaign.occasion_fields
-    recipients["occasion_key"] = [
-        campaign.occasion_key.format(**dict(zip(columns, values, strict=True)))
-        for values in zip(*(recipients[c] for c in columns), strict=True)
-    ] if len(recipients) else pd.Series(dtype=object)
+    recipients["occasion_key"] = (
+        [
+            campaign.occasion_key.format(**dict(zip(columns, values, strict=True)))
+            for values in zip(*(recipients[c] for c in columns), strict=True)
+        ]
+        if len(recipients)
+        else pd.Series(dtype=object)
+    )
     recipients["message_key"] = message_keys(
         campaign.name, recipients["occasion_key"], recipients["customer_id"]
     )
@@ -102,9 +103,7 @@ def _plain(value: Any) -> Any:
 class MailComposer:
     """Builds the template context and the `OutgoingMail` of one recipient."""
 
-    def __init__(
-        self, campaign: Campaign, settings: Settings, products: dict[int, dict[str, Any]]
-    ) -> None:
+    def __init__(self, campaign: Campaign, settings: Settings, products: dict[int, dict[str, Any]]) -> None:
         self.campaign = campaign
         self.settings = settings
         self.products = products

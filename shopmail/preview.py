@@ -27,7 +27,10 @@ def preview_mail(campaign_name: str, customer_id: int, as_of: date | None = None
     campaign = get_campaign(campaign_name)
     day = as_of or datetime.now(settings.tz).date()
     frames = extract(
-        get_engine(settings.shop_url_resolved), campaign.datasets, day, settings.tz,
+        get_engine(settings.shop_url_resolved),
+        campaign.datasets,
+        day,
+        settings.tz,
         campaign.history_days,
     )
     gate = run_gate(frames)

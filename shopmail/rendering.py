@@ -16,8 +16,18 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "email_templates"
 LANGUAGES = ("ru", "en")
 PARTS = ("subject.j2", "body.html.j2", "body.txt.j2")
 MONTHS_RU = (
-    "января", "февраля", "марта", "апреля", "мая", "июня",
-    "июля", "августа", "сентября", "октября", "ноября", "декабря",
+    "января",
+    "февраля",
+    "марта",
+    "апреля",
+    "мая",
+    "июня",
+    "июля",
+    "августа",
+    "сентября",
+    "октября",
+    "ноября",
+    "декабря",
 )
 
 
@@ -39,9 +49,7 @@ def _autoescape(name: str | None) -> bool:
 @pass_context
 def _utm(context: Any, url: str, content: str | None = None) -> str:
     utm = context["utm"]
-    return add_utm(
-        url, source=utm["source"], medium=utm["medium"], campaign=utm["campaign"], content=content
-    )
+    return add_utm(url, source=utm["source"], medium=utm["medium"], campaign=utm["campaign"], content=content)
 
 
 def _money(value: float, currency: str = "RUB") -> str:

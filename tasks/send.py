@@ -18,10 +18,15 @@ from shopmail.ledger import LedgerEntry
 from shopmail.pipeline import MailComposer
 from shopmail.rendering import TemplateError
 from tasks.mailer.base import OutgoingMail, SendResult, SendStatus
-from tasks.mailer.errors import MailerError
+from tasks.mailer.errors import MailerConfigurationError, MailerError
 from tasks.mailer.factory import make_sender
+from tasks.mailer.throttle import run_budget
 
 T = TypeVar("T")
+
+
+class SendingPaused(RuntimeError):
+    """Too many failed requests in this run: the rest is left for the next run."""
 
 
 @dataclass
@@ -44,9 +49,7 @@ def with_db_retries(action: Callable[[], T], attempts: int = 5, delay_s: float =
     raise AssertionError("unreachable")
 
 
-def compose_batch(
-    composer: MailComposer, rows: list[dict[str, Any]]
-) -> tuple[list[OutgoingMail], list[str]]:
+def compose_batch(composer: MailComposer, rows: list[dict[str, Any]]) -> tuple[list[OutgoingMail], list[str]]:
     """Render every row; rows whose data breaks the template are reported, not sent."""
     mails, errors = [], []
     for row in rows:
@@ -57,7 +60,24 @@ def compose_batch(
     return mails, errors
 
 
-@task(name="send-batch", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+def retry_unless_misconfigured(_task: object, _run: object, state: Any) -> bool:
+    """Retry a failed batch, except when the provider is misconfigured (bad key, bad host)."""
+    try:
+        state.result()
+    except (MailerConfigurationError, SendingPaused):
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(
+    name="send-batch",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_unless_misconfigured,
+    cache_policy=NONE,
+)
 def send_batch(
     campaign: Campaign,
     rows: list[dict[str, Any]],
@@ -79,21 +99,33 @@ def send_batch(
         for r in rows
         if str(r["message_key"]) in rendered
     ]
-    sender = make_sender(settings)
-    allowed = set(with_db_retries(lambda: ledger.claim(state, entries, run_id, sender.name)))
-    to_send = [m for m in mails if m.message_key in allowed]
-    outcome.counts["already_sent"] += len(mails) - len(to_send)
-    try:
-        with sender:
+    sender = make_sender(settings, run_budget(run_id, settings.max_send_errors))
+    claim = with_db_retries(lambda: ledger.claim(state, entries, run_id, sender.name))
+    allowed = set(claim.keys)
+    outcome.counts["already_sent"] += len(mails) - len(allowed)
+    with sender:
+        confirmed = sender.confirm(claim.in_doubt)  # accepted before a crash: do not resend
+        if confirmed:
+            done = [SendResult(k, SendStatus.sent, pid) for k, pid in confirmed.items()]
+            with_db_retries(lambda: ledger.mark(state, done))
+            outcome.counts["sent_before_crash"] += len(done)
+        to_send = [m for m in mails if m.message_key in allowed and m.message_key not in confirmed]
+        try:
             results = sender.send_batch(to_send)
-    except MailerError as exc:
-        failed = [SendResult(m.message_key, SendStatus.failed, error=str(exc)) for m in to_send]
-        with_db_retries(lambda: ledger.mark(state, failed))
-        raise
+        except MailerError as exc:
+            failed = [SendResult(m.message_key, SendStatus.failed, error=str(exc)) for m in to_send]
+            with_db_retries(lambda: ledger.mark(state, failed))
+            raise
     with_db_retries(lambda: ledger.mark(state, results))
     for result in results:
         outcome.counts[str(result.status)] += 1
         if result.error and len(outcome.errors) < 20:
             outcome.errors.append(f"{result.status}: {result.error}")
+    budget = run_budget(run_id, settings.max_send_errors)
+    if budget.exhausted:
+        raise SendingPaused(
+            f"sending paused after {budget.failures} failed requests (limit {budget.limit}); "
+            "the unsent mails are kept in the ledger: fix the cause and rerun"
+        )
     get_run_logger().info("batch of %d: %s", len(rows), dict(outcome.counts))
     return outcome

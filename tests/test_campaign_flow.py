@@ -69,7 +69,11 @@ def test_wakeup_sends_the_right_people_once(prefect_harness, demo_shop: Settings
         quarantined = conn.execute(select(quarantined_rows.c.row_key)).scalars().all()
         summary = conn.execute(select(run_summaries)).one()
     assert counts["quarantined"] == len(quarantined) > 0
-    assert (summary.status, summary.sent, summary.audience) == ("completed", len(expected), counts["audience"])
+    assert (summary.status, summary.sent, summary.audience) == (
+        "completed",
+        len(expected),
+        counts["audience"],
+    )
 
     # same campaign, same day: nothing new goes out
     again = campaign_flow(campaign="wakeup", as_of=AS_OF).counts()
@@ -159,7 +163,9 @@ def test_suppressed_customers_are_skipped(prefect_harness, demo_shop: Settings) 
     shop = get_engine(demo_shop.shop_url_resolved)
     with shop.connect() as conn:
         email = conn.exec_driver_sql(f"SELECT email FROM customers WHERE id = {victim}").scalar_one()
-    state_db.add_suppression(state_db.upgrade(demo_shop.state_url_resolved), email.upper(), "unsubscribe", "test")
+    state_db.add_suppression(
+        state_db.upgrade(demo_shop.state_url_resolved), email.upper(), "unsubscribe", "test"
+    )
     report = campaign_flow(campaign="wakeup", as_of=AS_OF)
     assert report.skipped.get("suppressed") == 1
     assert victim not in {r.customer_id for r in _ledger(demo_shop)}

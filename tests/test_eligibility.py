@@ -25,8 +25,12 @@ def test_marketing_mail_reasons() -> None:
     assert eligible["customer_id"].tolist() == [1]
     reasons = dict(zip(skipped["customer_id"], skipped["reason"], strict=True))
     assert reasons == {
-        2: "no_consent", 3: "invalid_email", 4: "invalid_email", 5: "suppressed",
-        6: "already_sent", 7: "quarantined",
+        2: "no_consent",
+        3: "invalid_email",
+        4: "invalid_email",
+        5: "suppressed",
+        6: "already_sent",
+        7: "quarantined",
     }
 
 

@@ -41,14 +41,15 @@ def _entries(n: int, campaign: str = "wakeup") -> list[LedgerEntry]:
 
 def test_claim_then_mark_then_never_again(state) -> None:
     entries = _entries(5)
-    allowed = ledger.claim(state, entries, "run-1", "outbox")
-    assert allowed == [e.key for e in entries]
+    first = ledger.claim(state, entries, "run-1", "outbox")
+    allowed = first.keys
+    assert first.fresh == [e.key for e in entries] and first.in_doubt == []
     ledger.mark(state, [SendResult(k, SendStatus.sent, f"id-{k}") for k in allowed[:3]])
     ledger.mark(state, [SendResult(allowed[3], SendStatus.rejected, error="bad address")])
     # entry 4 stays pending (a crash between send and mark): the next run takes it over
     assert ledger.already_done(state, allowed) == set(allowed[:4])
     again = ledger.claim(state, entries, "run-2", "outbox")
-    assert again == [allowed[4]]
+    assert again.fresh == [] and again.in_doubt == [allowed[4]]
     with state.connect() as conn:
         row = conn.execute(select(send_ledger).where(send_ledger.c.message_key == allowed[4])).one()
     assert row.status == "pending" and row.run_id == "run-2" and row.attempts == 2
@@ -56,16 +57,18 @@ def test_claim_then_mark_then_never_again(state) -> None:
 
 def test_failed_entries_are_retried_by_the_next_run(state) -> None:
     entries = _entries(2)
-    keys = ledger.claim(state, entries, "run-1", "sendgrid")
-    ledger.mark(state, [SendResult(keys[0], SendStatus.failed, error="503"), SendResult(keys[1], SendStatus.sent)])
-    assert ledger.claim(state, entries, "run-2", "sendgrid") == [keys[0]]
+    keys = ledger.claim(state, entries, "run-1", "sendgrid").keys
+    ledger.mark(
+        state, [SendResult(keys[0], SendStatus.failed, error="503"), SendResult(keys[1], SendStatus.sent)]
+    )
+    assert ledger.claim(state, entries, "run-2", "sendgrid").in_doubt == [keys[0]]
     assert ledger.counts_by_status(state, "wakeup") == {"pending": 1, "sent": 1}
 
 
 def test_unique_occasion_per_campaign_and_customer(state) -> None:
     ledger.claim(state, _entries(1, "wakeup"), "r", "outbox")
     # the same occasion in another campaign is a different mail
-    assert len(ledger.claim(state, _entries(1, "birthday"), "r", "outbox")) == 1
+    assert len(ledger.claim(state, _entries(1, "birthday"), "r", "outbox").fresh) == 1
 
 
 def test_suppressions_are_case_insensitive(state) -> None:

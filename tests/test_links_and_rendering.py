@@ -15,13 +15,19 @@ from shopmail.rendering import Renderer, TemplateError
 def test_add_utm_keeps_other_params_and_replaces_old_utm() -> None:
     url = add_utm(
         "https://shop.ru/p/1?color=red&utm_source=old#top",
-        source="shopmail", medium="email", campaign="wakeup", content="related",
+        source="shopmail",
+        medium="email",
+        campaign="wakeup",
+        content="related",
     )
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     assert query == {
-        "color": ["red"], "utm_source": ["shopmail"], "utm_medium": ["email"],
-        "utm_campaign": ["wakeup"], "utm_content": ["related"],
+        "color": ["red"],
+        "utm_source": ["shopmail"],
+        "utm_medium": ["email"],
+        "utm_campaign": ["wakeup"],
+        "utm_content": ["related"],
     }
     assert parts.fragment == "top"
 

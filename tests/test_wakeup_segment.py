@@ -119,5 +119,7 @@ def test_popularity_ignores_cancelled_and_old_orders() -> None:
             (3, 10, "delivered", "2025-01-10 09:00", None),
         ]
     )
-    items = pd.DataFrame({"order_id": [1, 2, 3], "product_id": [1, 1, 1], "qty": [2, 5, 7], "price": [1.0] * 3})
+    items = pd.DataFrame(
+        {"order_id": [1, 2, 3], "product_id": [1, 1, 1], "qty": [2, 5, 7], "price": [1.0] * 3}
+    )
     assert popularity(orders, items, datetime(2026, 8, 1)).to_dict() == {1: 2}

@@ -70,6 +70,12 @@ class Sender(ABC):
     def send_batch(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
         """Send the mails; return one result per mail, in the same order."""
 
+    def confirm(self, message_keys: Sequence[str]) -> dict[str, str]:
+        """Of mails whose outcome is unknown (a crash between the call and the ledger update),
+        those the provider is known to have accepted, with their provider message id.
+        Providers that cannot tell return {} and the mails are sent again."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

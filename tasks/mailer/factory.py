@@ -10,12 +10,13 @@ from tasks.mailer.errors import MailerConfigurationError
 from tasks.mailer.memory import InMemorySender
 from tasks.mailer.outbox import FileOutboxSender
 from tasks.mailer.sendgrid_api import SendGridSender
+from tasks.mailer.throttle import ErrorBudget
 
 if TYPE_CHECKING:
     from config.settings import Settings
 
 
-def make_sender(settings: Settings) -> Sender:
+def make_sender(settings: Settings, error_budget: ErrorBudget | None = None) -> Sender:
     """The sender for `settings.mail_provider` (outbox, sendgrid or memory)."""
     try:
         provider = MailProvider(settings.mail_provider)
@@ -36,5 +37,11 @@ def make_sender(settings: Settings) -> Sender:
             settings.sendgrid_host,
             settings.sendgrid_timeout_s,
             settings.sendgrid_retries,
+            backoff_base_s=settings.sendgrid_backoff_s,
+            max_rate_limit_wait_s=settings.sendgrid_max_rate_limit_wait_s,
+            concurrency=settings.sendgrid_concurrency,
+            rate_per_s=settings.sendgrid_rate_per_s,
+            error_budget=error_budget,
+            activity_lookup=settings.sendgrid_activity_lookup,
         )
     raise MailerConfigurationError(f"unsupported mail provider {provider!r}")  # pragma: no cover

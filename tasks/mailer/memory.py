@@ -52,11 +52,20 @@ class InMemorySender(Sender):
         if address in self.unavailable_addresses:
             return SendResult(mail.message_key, SendStatus.failed, error="provider unavailable")
         self.sent[mail.message_key] = mail
-        provider_id = "mem-" + hashlib.sha256(mail.message_key.encode()).hexdigest()[:16]
-        return SendResult(mail.message_key, SendStatus.sent, provider_message_id=provider_id)
+        return SendResult(
+            mail.message_key, SendStatus.sent, provider_message_id=_provider_id(mail.message_key)
+        )
+
+    def confirm(self, message_keys: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            return {k: _provider_id(k) for k in message_keys if k in self.sent}
 
     def clear(self) -> None:
         """Forget every mail and batch."""
         with self._lock:
             self.sent.clear()
             self.batch_sizes.clear()
+
+
+def _provider_id(message_key: str) -> str:
+    return "mem-" + hashlib.sha256(message_key.encode()).hexdigest()[:16]

@@ -117,6 +117,10 @@ class FileOutboxSender(Sender):
     def send_batch(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
         return [self._send_one(mail) for mail in mails]
 
+    def confirm(self, message_keys: Sequence[str]) -> dict[str, str]:
+        """A mail whose file exists was delivered to the outbox."""
+        return {k: self.path_for(k).name for k in message_keys if self.path_for(k).exists()}
+
     def _send_one(self, mail: OutgoingMail) -> SendResult:
         try:
             data = build_message(mail).as_bytes(policy=EML_POLICY)

@@ -7,6 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +26,13 @@ from sendgrid.helpers.mail import (
 
 from tasks.mailer.base import OutgoingMail, Sender, SendResult, SendStatus, is_valid_email
 from tasks.mailer.errors import MailerConfigurationError
+from tasks.mailer.throttle import ErrorBudget, RateLimiter
 
 logger = logging.getLogger(__name__)
 
 SEND_PATH = "/v3/mail/send"
+ACTIVITY_PATH = "/v3/messages"
+MAX_PERSONALIZATIONS = 1000
 MESSAGE_KEY_ARG = "shopmail_key"
 _CONFIG_STATUSES = frozenset({401, 403})
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -57,6 +61,36 @@ def sendgrid_payload(mail: OutgoingMail) -> dict[str, Any]:
     for category in reversed(mail.categories):  # the helper prepends: keep the given order
         message.category = Category(category)
     return message.get()
+
+
+def shared_content_key(mail: OutgoingMail) -> tuple:
+    """Mails with equal keys differ only in recipient data and can share one request."""
+    return (
+        mail.subject, mail.html, mail.text, mail.from_email, mail.from_name, mail.reply_to,
+        mail.categories,
+    )
+
+
+def group_for_requests(mails: Sequence[OutgoingMail]) -> list[list[OutgoingMail]]:
+    """Split mails into request groups: shared content together, at most 1,000 per request."""
+    groups: dict[tuple, list[OutgoingMail]] = {}
+    for mail in mails:
+        groups.setdefault(shared_content_key(mail), []).append(mail)
+    return [
+        group[i : i + MAX_PERSONALIZATIONS]
+        for group in groups.values()
+        for i in range(0, len(group), MAX_PERSONALIZATIONS)
+    ]
+
+
+def merged_payload(mails: Sequence[OutgoingMail]) -> dict[str, Any]:
+    """One v3 payload for mails sharing content: one personalization per recipient."""
+    payload = sendgrid_payload(mails[0])
+    payload["personalizations"] = [
+        sendgrid_payload(mail)["personalizations"][0] if i else payload["personalizations"][0]
+        for i, mail in enumerate(mails)
+    ]
+    return payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +145,10 @@ class SendGridSender(Sender):
         max_rate_limit_wait_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        concurrency: int = 8,
+        rate_per_s: float | None = None,
+        error_budget: ErrorBudget | None = None,
+        activity_lookup: bool = True,
     ) -> None:
         if not api_key or not api_key.strip():
             raise MailerConfigurationError("SendGrid API key is empty")
@@ -130,10 +168,16 @@ class SendGridSender(Sender):
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
+        self.concurrency = max(1, concurrency)
+        self.rate = RateLimiter(rate_per_s) if rate_per_s else None
+        self.error_budget = error_budget
+        self.activity_lookup = activity_lookup
         self._owns_client = client is None
         self._client = client or httpx.Client(
             timeout=timeout_s,
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+            limits=httpx.Limits(
+                max_connections=self.concurrency + 2, max_keepalive_connections=self.concurrency + 2
+            ),
         )
         self._key_verified = False  # set once SendGrid has accepted a request
 
@@ -145,20 +189,73 @@ class SendGridSender(Sender):
             self._client.close()
 
     def send_batch(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
-        return [self._send_one(mail) for mail in mails]
+        """Send concurrently: shared-content mails merged (<= 1,000 per request), others one each."""
+        results: dict[str, SendResult] = {}
+        sendable = []
+        for mail in mails:
+            if is_valid_email(mail.to_email):
+                sendable.append(mail)
+            else:
+                results[mail.message_key] = SendResult(
+                    mail.message_key, SendStatus.rejected, error=f"invalid address {mail.to_email!r}"
+                )
+        groups = group_for_requests(sendable)
+        if self.concurrency == 1 or len(groups) == 1:
+            outcomes = [self._send_group(group) for group in groups]
+        else:
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sendgrid") as pool:
+                outcomes = list(pool.map(self._send_group, groups))
+        for group_results in outcomes:
+            results.update((r.message_key, r) for r in group_results)
+        return [results[mail.message_key] for mail in mails]
 
-    def _send_one(self, mail: OutgoingMail) -> SendResult:
-        key = mail.message_key
-        if not is_valid_email(mail.to_email):
-            return SendResult(key, SendStatus.rejected, error=f"invalid address {mail.to_email!r}")
+    def _send_group(self, group: list[OutgoingMail]) -> list[SendResult]:
+        if self.error_budget is not None and self.error_budget.exhausted:
+            error = f"not attempted: sending paused after {self.error_budget.failures} failed requests"
+            return [SendResult(m.message_key, SendStatus.failed, error=error) for m in group]
         try:
-            payload = sendgrid_payload(mail)
+            payload = merged_payload(group) if len(group) > 1 else sendgrid_payload(group[0])
         except Exception as exc:  # the helper raises assorted types for unusable input
-            return SendResult(key, SendStatus.rejected, error=f"cannot build payload: {exc!r}")
+            error = f"cannot build payload: {exc!r}"
+            return [SendResult(m.message_key, SendStatus.rejected, error=error) for m in group]
+        if self.rate is not None:
+            self.rate.acquire()
         outcome = self.send_payload(payload)
         if outcome.http_status in _CONFIG_STATUSES and not self._key_verified:
             raise MailerConfigurationError(f"SendGrid refused the credentials: {outcome.error}")
-        return SendResult(key, outcome.status, outcome.provider_message_id, outcome.error)
+        if outcome.status is SendStatus.failed and self.error_budget is not None:
+            self.error_budget.record_failure()
+        return [
+            SendResult(m.message_key, outcome.status, outcome.provider_message_id, outcome.error)
+            for m in group
+        ]
+
+    def confirm(self, message_keys: Sequence[str]) -> dict[str, str]:
+        """Ask the Email Activity API which in-doubt mails SendGrid accepted (needs the add-on on
+        the real service; without it nothing is confirmed and the mails are sent again)."""
+        if not self.activity_lookup or not message_keys:
+            return {}
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sendgrid-activity") as pool:
+            found = list(pool.map(self._lookup, message_keys))
+        return {key: msg_id for key, msg_id in zip(message_keys, found, strict=True) if msg_id}
+
+    def _lookup(self, message_key: str) -> str | None:
+        query = f"unique_args['{MESSAGE_KEY_ARG}']=\"{message_key}\""
+        try:
+            response = self._client.get(
+                self.host + ACTIVITY_PATH,
+                params={"query": query, "limit": 10},
+                headers=self._headers,
+                timeout=self.timeout_s,
+            )
+        except httpx.TransportError as exc:
+            logger.warning("SendGrid activity lookup failed: %s", type(exc).__name__)
+            return None
+        if response.status_code != 200:
+            logger.warning("SendGrid activity lookup unavailable: HTTP %s", response.status_code)
+            return None
+        messages = response.json().get("messages") or []
+        return str(messages[0].get("msg_id")) if messages else None
 
     def send_payload(self, payload: dict[str, Any]) -> PayloadOutcome:
         """POST one v3 payload, retrying transient failures; never raises for HTTP outcomes."""
