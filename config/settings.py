@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     unsubscribe_secret: SecretStr = Field(
         SecretStr("dev-only-change-me"), description="HMAC key for unsubscribe tokens (a secret)."
     )
+    sendgrid_webhook_public_key: SecretStr | None = Field(
+        None,
+        description="SendGrid Event Webhook verification key (base64 DER, from the signed-webhook "
+        "settings); without it the webhook endpoint rejects every request.",
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -9,12 +9,14 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from segments.new_arrivals import new_arrivals_audience
 from segments.wakeup import wakeup_audience
 
 AudienceBuilder = Callable[..., pd.DataFrame]
 
 AUDIENCES: dict[str, AudienceBuilder] = {
     "wakeup": wakeup_audience,
+    "new_arrivals": new_arrivals_audience,
 }
 
 

@@ -91,10 +91,12 @@ CITIES: tuple[tuple[str, float], ...] = (
     ("Томск", 0.9), ("Оренбург", 0.9), ("Калининград", 0.9), ("Сочи", 0.8),
 )  # fmt: skip
 
+# Shares of the big Russian mailbox providers, but under the reserved `.example` TLD
+# (RFC 2606): a demo shop pointed at a real SendGrid key can never reach a real mailbox.
 EMAIL_DOMAINS: tuple[tuple[str, float], ...] = (
-    ("mail.ru", 0.28), ("yandex.ru", 0.20), ("gmail.com", 0.24), ("bk.ru", 0.06),
-    ("inbox.ru", 0.05), ("list.ru", 0.05), ("rambler.ru", 0.05), ("ya.ru", 0.04),
-    ("icloud.com", 0.03),
+    ("mail.example", 0.28), ("yandex.example", 0.20), ("gmail.example", 0.24),
+    ("bk.example", 0.06), ("inbox.example", 0.05), ("list.example", 0.05),
+    ("rambler.example", 0.05), ("ya.example", 0.04), ("icloud.example", 0.03),
 )  # fmt: skip
 
 SHOP_URL = "https://shop.example.ru"

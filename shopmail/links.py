@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
+@lru_cache(maxsize=65536)  # the same shop and product links recur in every mail of a run
 def add_utm(url: str, *, source: str, medium: str, campaign: str, content: str | None = None) -> str:
     """`url` with utm_* parameters set (existing utm_* replaced, other parameters kept)."""
     parts = urlsplit(url)

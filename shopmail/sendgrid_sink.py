@@ -1,37 +1,66 @@
 """A local SendGrid-compatible `/v3/mail/send` server for dev, tests and benchmarks.
 
 It validates payloads like SendGrid (same status codes and `{"errors": [...]}` bodies for the
-main rules), stores accepted mails in a `SinkStore`, lists them at `GET /sink/messages` and
-clears them with `DELETE /sink/messages`. `SinkStore.fail_next` scripts failure statuses.
+main rules) and stores accepted mails in a `SinkStore`. Endpoints:
 
-Run it: `python -m shopmail.sendgrid_sink --port 8025`; in tests: `with running_sink() as sink:`.
+- `POST /v3/mail/send`, `GET /v3/messages?query=...` (Email Activity lookup): Bearer auth;
+- `GET|DELETE /sink/messages`: the stored requests as JSON / forget them;
+- `GET|PUT|PATCH /sink/faults`: injected 429/500/503/timeouts/dropped connections (`Faults`);
+- `GET /sink/stats`: request, fault and per-`shopmail_key` counts;
+- `GET /sink`, `GET /sink/messages/{id}`: HTML pages to read the mails.
+
+`SinkStore.fail_next` scripts failure statuses; they come before the random faults.
+Run it: `python -m shopmail.sendgrid_sink --port 8025 --rate-503 0.1`, or `serve(...)`;
+in tests: `with running_sink() as sink:`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
+import random
 import re
 import secrets
 import socket
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+
+from shopmail.sink_faults import (
+    FAULT_KINDS,
+    Faults,
+    SinkServer,
+    add_fault_arguments,
+    drop_connection,
+    faults_from_args,
+    stall,
+)
+from shopmail.sink_page import (
+    PAGE_HEADERS,
+    QueryError,
+    find_messages,
+    render_index,
+    render_message,
+    unique_args,
+)
 
 MAX_BODY_BYTES = 30 * 1024 * 1024
 MAX_PERSONALIZATIONS = 1000
 MAX_RECIPIENTS = 1000
+MAX_ACTIVITY_LIMIT = 1000
+MESSAGE_KEY_ARG = "shopmail_key"
 RESERVED_HEADERS = frozenset(
     ["x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type"]
     + ["content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc"]
@@ -226,26 +255,38 @@ class ReceivedMail:
 
 @dataclass
 class SinkStore:
-    """Thread-safe state of the sink: received mails, scripted failures, rate-limit window.
+    """Thread-safe state of the sink: received mails, faults, rate-limit window, counters.
 
     `api_key`: the only accepted Bearer token (None: any non-empty token).
     `fail_next`: status codes answered to the next requests, one per request, before validation.
+    `faults`: random faults drawn per request after `fail_next` is empty (change with `set_faults`).
     """
 
     api_key: str | None = None
     rate_limit: int = 1_000_000
     rate_window_s: float = 60.0
     fail_next: deque[int] = field(default_factory=deque)
+    faults: Faults = field(default_factory=Faults)
     requests: int = 0
     _messages: list[ReceivedMail] = field(default_factory=list)
     _window_start: float = 0.0
     _window_count: int = 0
+    _fault_counts: Counter[str] = field(default_factory=Counter)
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng.seed(self.faults.seed)
 
     @property
     def messages(self) -> list[ReceivedMail]:
         with self._lock:
             return list(self._messages)
+
+    def get(self, message_id: str) -> ReceivedMail | None:
+        """The stored request with this `X-Message-Id`, if any."""
+        with self._lock:
+            return next((m for m in self._messages if m.message_id == message_id), None)
 
     def add(self, payload: dict[str, Any]) -> ReceivedMail:
         mail = ReceivedMail(secrets.token_urlsafe(16)[:22], time.time(), payload)
@@ -261,17 +302,26 @@ class SinkStore:
             return count
 
     def reset(self) -> None:
-        """Forget mails, scripted failures and counters (configuration is kept)."""
+        """Forget mails, scripted failures and counters; restart the fault draws from the seed
+        (configuration is kept)."""
         with self._lock:
             self._messages.clear()
             self.fail_next.clear()
+            self._fault_counts.clear()
             self.requests = self._window_count = 0
             self._window_start = 0.0
+            self._rng.seed(self.faults.seed)
 
     def script(self, statuses: Iterable[int]) -> None:
         """Answer the next requests with these statuses (e.g. `[503, 429]`)."""
         with self._lock:
             self.fail_next.extend(statuses)
+
+    def set_faults(self, faults: Faults) -> None:
+        """Switch to these random faults, reseeding the draws from `faults.seed`."""
+        with self._lock:
+            self.faults = faults
+            self._rng.seed(faults.seed)
 
     def begin_request(self) -> dict[str, str]:
         """Count a request in the current rate-limit window; return the rate-limit headers."""
@@ -294,6 +344,46 @@ class SinkStore:
                 return self.fail_next.popleft()
             return 429 if self._window_count > self.rate_limit else None
 
+    def take_fault(self) -> str | None:
+        """This request's fault, counted: a scripted status (`"503"`), else `"rate_limit"` when
+        over the window, else a random draw from `faults` (`"429"`, ..., `"timeout"`, `"drop"`)."""
+        with self._lock:
+            if self.fail_next:
+                kind: str | None = str(self.fail_next.popleft())
+            elif self._window_count > self.rate_limit:
+                kind = "rate_limit"
+            elif any(self.faults.rates):
+                kind = self.faults.pick(self._rng.random())
+            else:
+                kind = None
+            if kind is not None:
+                self._fault_counts["429" if kind == "rate_limit" else kind] += 1
+            return kind
+
+    def key_counts(self, arg: str = MESSAGE_KEY_ARG) -> Counter[str]:
+        """How often each `custom_args[arg]` value was accepted, over all stored personalizations."""
+        return Counter(
+            key
+            for mail in self.messages
+            for p in mail.payload["personalizations"]
+            if (key := unique_args(mail.payload, p).get(arg)) is not None
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for `/sink/stats`; `duplicate_keys`: keys accepted more than once."""
+        with self._lock:
+            mails, requests = list(self._messages), self.requests
+            faults = {kind: 0 for kind in FAULT_KINDS} | dict(self._fault_counts)
+        keys = self.key_counts()
+        return {
+            "requests": requests,
+            "accepted_requests": len(mails),
+            "personalizations": sum(len(m.payload["personalizations"]) for m in mails),
+            "faults": faults,
+            "keys": len(keys),
+            "duplicate_keys": sum(1 for count in keys.values() if count > 1),
+        }
+
 
 def _errors(status: int, errors: list[SendGridError], headers: dict[str, str]) -> JSONResponse:
     return JSONResponse({"errors": errors}, status_code=status, headers=headers)
@@ -305,6 +395,7 @@ _FAULT_MESSAGES = {
     502: "Bad Gateway",
     503: "Service Unavailable",
 }
+MSG_INVALID_GRANT = "The provided authorization grant is invalid, expired, or revoked"
 
 
 def _sandbox_mode(payload: dict[str, Any]) -> bool:
@@ -313,24 +404,51 @@ def _sandbox_mode(payload: dict[str, Any]) -> bool:
     return isinstance(sandbox, dict) and sandbox.get("enable") is True
 
 
+def _auth_error(request: Request, store: SinkStore) -> str | None:
+    """Why the Bearer token is refused, or None when it is accepted."""
+    auth = request.headers.get("authorization", "")
+    token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    if not token:
+        return "authorization required"
+    if store.api_key is not None and not secrets.compare_digest(token, store.api_key):
+        return MSG_INVALID_GRANT
+    return None
+
+
+async def _fault_response(request: Request, store: SinkStore, kind: str, headers: dict[str, str]) -> Response:
+    """The answer to a faulted `/v3/mail/send` request (nothing is read or stored)."""
+    if kind == "drop":
+        return await drop_connection(request)
+    if kind == "timeout":
+        await stall(request, store.faults.timeout_s)
+        kind = "503"
+    if kind == "rate_limit":  # over the window: reset at the window's end
+        return _errors(429, [sg_error(_FAULT_MESSAGES[429])], {**headers, "X-RateLimit-Remaining": "0"})
+    status = int(kind)
+    if status == 429:
+        reset = math.ceil(time.time() + store.faults.retry_after_s)
+        headers = {**headers, "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
+    return _errors(status, [sg_error(_FAULT_MESSAGES.get(status, f"HTTP {status}"))], headers)
+
+
+async def _slow(store: SinkStore) -> None:
+    if store.faults.slow_ms > 0:
+        await asyncio.sleep(store.faults.slow_ms / 1000)
+
+
 def create_app(store: SinkStore | None = None) -> Starlette:
     """The ASGI app; `app.state.store` is the `SinkStore`."""
     store = store if store is not None else SinkStore()
 
     async def mail_send(request: Request) -> Response:
         headers = store.begin_request()
-        auth = request.headers.get("authorization", "")
-        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-        if not token:
-            return _errors(401, [sg_error("authorization required")], headers)
-        if store.api_key is not None and not secrets.compare_digest(token, store.api_key):
-            message = "The provided authorization grant is invalid, expired, or revoked"
-            return _errors(401, [sg_error(message)], headers)
-        fault = store.next_fault()
+        await _slow(store)
+        refused = _auth_error(request, store)
+        if refused:
+            return _errors(401, [sg_error(refused)], headers)
+        fault = store.take_fault()
         if fault is not None:
-            if fault == 429:
-                headers["X-RateLimit-Remaining"] = "0"
-            return _errors(fault, [sg_error(_FAULT_MESSAGES.get(fault, f"HTTP {fault}"))], headers)
+            return await _fault_response(request, store, fault, headers)
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return _errors(413, [sg_error(MSG_TOO_LARGE)], headers)
@@ -346,17 +464,69 @@ def create_app(store: SinkStore | None = None) -> Starlette:
         mail = store.add(payload)
         return Response(status_code=202, headers={**headers, "X-Message-Id": mail.message_id})
 
+    async def email_activity(request: Request) -> Response:
+        """SendGrid's Email Activity API (`GET /v3/messages?query=...&limit=N`): one entry per
+        accepted personalization matching the query, oldest first (see `sink_page.parse_query`).
+
+        The real API needs the paid Email Activity add-on (and an API key allowed to read it);
+        without it SendGrid refuses, and clients must treat the lookup as unavailable.
+        """
+        await _slow(store)
+        refused = _auth_error(request, store)
+        if refused:
+            return _errors(401, [sg_error(refused)], {})
+        limit_arg = request.query_params.get("limit", "10")
+        limit = int(limit_arg) if limit_arg.isdigit() else 0
+        if not 1 <= limit <= MAX_ACTIVITY_LIMIT:
+            message = f"limit must be an integer between 1 and {MAX_ACTIVITY_LIMIT}"
+            return _errors(400, [sg_error(message, "limit")], {})
+        query = request.query_params.get("query", "")
+        try:
+            found = await run_in_threadpool(find_messages, store.messages, query, limit)
+        except QueryError as exc:
+            return _errors(400, [sg_error(f"invalid query: {exc}", "query")], {})
+        return JSONResponse({"messages": found})
+
     async def list_messages(request: Request) -> Response:
         return JSONResponse([m.as_json() for m in store.messages])
 
     async def clear_messages(request: Request) -> Response:
         return JSONResponse({"deleted": store.clear()})
 
+    async def faults(request: Request) -> Response:
+        """GET: the fault settings; PUT: replace them (omitted fields: off/default); PATCH: merge."""
+        if request.method in ("PUT", "PATCH"):
+            try:
+                data = json.loads(await request.body())
+                base = store.faults if request.method == "PATCH" else None
+                store.set_faults(Faults.from_json(data, base))
+            except (ValueError, TypeError) as exc:
+                return _errors(400, [sg_error(str(exc))], {})
+        return JSONResponse(store.faults.as_json())
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(store.stats())
+
+    async def index_page(request: Request) -> Response:
+        return HTMLResponse(render_index(store.messages), headers=PAGE_HEADERS)
+
+    async def message_page(request: Request) -> Response:
+        message_id = request.path_params["message_id"].split(".")[0]  # an activity msg_id works too
+        mail = store.get(message_id)
+        if mail is None:
+            return HTMLResponse("<p>No such mail. <a href='/sink'>All mails</a></p>", status_code=404)
+        return HTMLResponse(render_message(mail), headers=PAGE_HEADERS)
+
     app = Starlette(
         routes=[
             Route("/v3/mail/send", mail_send, methods=["POST"]),
+            Route("/v3/messages", email_activity, methods=["GET"]),
             Route("/sink/messages", list_messages, methods=["GET"]),
             Route("/sink/messages", clear_messages, methods=["DELETE"]),
+            Route("/sink/messages/{message_id}", message_page, methods=["GET"]),
+            Route("/sink/faults", faults, methods=["GET", "PUT", "PATCH"]),
+            Route("/sink/stats", stats, methods=["GET"]),
+            Route("/sink", index_page, methods=["GET"]),
         ]
     )
     app.state.store = store
@@ -381,14 +551,7 @@ def run_sink_in_thread(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(store),
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
+    server = SinkServer(create_app(store), log_level="warning", access_log=False)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="sendgrid-sink", daemon=True
     )
@@ -418,14 +581,35 @@ def running_sink(store: SinkStore | None = None) -> Iterator[RunningSink]:
         stop()
 
 
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8025,
+    api_key: str | None = None,
+    faults: Faults | None = None,
+    *,
+    log_level: str = "info",
+) -> None:
+    """Serve a fresh sink in the foreground until Ctrl+C (loopback by default).
+
+    `api_key`: the only accepted Bearer token (None: any); `faults`: injected failures.
+    """
+    store = SinkStore(api_key=api_key, faults=faults or Faults())
+    SinkServer(create_app(store), host=host, port=port, log_level=log_level).run()
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Serve the sink in the foreground (dev)."""
+    """Serve the sink in the foreground (dev): `python -m shopmail.sendgrid_sink --help`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
     parser.add_argument("--api-key", default=None, help="only accept this key (default: any)")
+    add_fault_arguments(parser)
     args = parser.parse_args(argv)
-    uvicorn.run(create_app(SinkStore(api_key=args.api_key)), host=args.host, port=args.port)
+    try:
+        faults = faults_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    serve(args.host, args.port, args.api_key, faults)
 
 
 if __name__ == "__main__":

@@ -81,3 +81,31 @@ quarantined_rows = Table(
     Column("created_at", DateTime, nullable=False),
     Index("ix_quarantine_run", "run_id"),
 )
+
+provider_events = Table(
+    "provider_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sg_event_id", String(100), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("email", String(254), nullable=False),  # lower-cased
+    Column("message_key", String(64)),  # custom_args shopmail_key
+    Column("campaign", String(64)),
+    Column("customer_id", Integer),
+    Column("sg_message_id", String(128)),
+    Column("occurred_at", DateTime, nullable=False),  # the event's timestamp, naive UTC
+    Column("received_at", DateTime, nullable=False),
+    Column("reason", Text),
+    UniqueConstraint("sg_event_id", name="uq_provider_events_sg_event_id"),
+    Index("ix_provider_events_message_key", "message_key"),
+    Index("ix_provider_events_event_occurred", "event", "occurred_at"),
+)
+
+customer_unsubscribes = Table(
+    "customer_unsubscribes",
+    metadata,
+    Column("customer_id", Integer, primary_key=True, autoincrement=False),
+    Column("campaign", String(64), nullable=False),  # the campaign whose link was used
+    Column("created_at", DateTime, nullable=False),
+    Column("source", String(64), nullable=False),
+)

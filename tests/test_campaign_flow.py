@@ -170,3 +170,31 @@ def test_suppressed_customers_are_skipped(prefect_harness, demo_shop: Settings) 
     assert report.skipped.get("suppressed") == 1
     assert victim not in {r.customer_id for r in _ledger(demo_shop)}
     assert report.counts()["sent"] == len(expected) - 1
+
+
+def test_task_count_grows_with_batches_not_recipients(
+    prefect_harness, demo_shop: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from config.settings import get_settings
+    from flows.campaign import campaign_flow
+
+    monkeypatch.setenv("SHOPMAIL_SEND_BATCH_SIZE", "7")
+    get_settings.cache_clear()
+    report = campaign_flow(campaign="wakeup", as_of=AS_OF)
+
+    async def task_runs() -> list:
+        async with get_client() as client:
+            return await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(report.run_id)]))
+            )
+
+    runs = asyncio.run(task_runs())
+    batches = -(-report.eligible // 7)
+    assert report.counts()["sent"] == report.eligible > 7
+    assert len(runs) == 4 + batches  # extract, validate, select, record + one per batch
+    assert sum(r.name.startswith("send-batch") for r in runs) == batches

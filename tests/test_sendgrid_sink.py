@@ -1,9 +1,16 @@
-"""The local SendGrid-compatible sink: validation rules, storage, faults, background server."""
+"""The local SendGrid-compatible sink: validation rules, storage, faults, activity lookup,
+per-key accounting, HTML pages, background server."""
 
 from __future__ import annotations
 
+import argparse
 import copy
+import html
 import json
+import re
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,10 +21,13 @@ from shopmail.sendgrid_sink import (
     MAX_BODY_BYTES,
     RunningSink,
     SinkStore,
+    main,
     run_sink_in_thread,
     running_sink,
     validate_mail_send,
 )
+from shopmail.sink_faults import Faults, add_fault_arguments, faults_from_args
+from shopmail.sink_page import QueryError, parse_query
 
 KEY = "SG.sink-test"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -54,6 +64,7 @@ def sink() -> Iterator[RunningSink]:
 @pytest.fixture
 def store(sink: RunningSink) -> SinkStore:
     sink.store.reset()
+    sink.store.set_faults(Faults())
     return sink.store
 
 
@@ -273,3 +284,294 @@ def test_background_server_serves_real_http_and_stops() -> None:
         stop()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/sink/messages", timeout=1)
+
+
+# --- fault injection ------------------------------------------------------------------------------
+
+
+def test_random_429_carries_a_reset_retry_after_s_ahead(client: httpx.Client, store: SinkStore) -> None:
+    store.set_faults(Faults(rate_429=1.0, retry_after_s=7, seed=1))
+    before = time.time()
+    response = post(client, valid_payload())
+
+    assert response.status_code == 429
+    assert response.headers["X-RateLimit-Remaining"] == "0"
+    assert before + 7 <= int(response.headers["X-RateLimit-Reset"]) <= time.time() + 8
+    assert response.json()["errors"][0]["message"] == "too many requests"
+    assert store.messages == []
+
+
+@pytest.mark.parametrize(("rates", "status"), [({"rate_500": 1.0}, 500), ({"rate_503": 1.0}, 503)])
+def test_random_5xx_are_sendgrid_shaped_and_store_nothing(
+    client: httpx.Client, store: SinkStore, rates: dict[str, float], status: int
+) -> None:
+    store.set_faults(Faults(**rates, seed=1))
+    responses = [post(client, valid_payload()) for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [status] * 3
+    assert set(responses[0].json()["errors"][0]) == {"message", "field", "help"}
+    assert store.messages == [] and store.stats()["faults"][str(status)] == 3
+
+
+def test_timeout_stalls_then_answers_503(client: httpx.Client, store: SinkStore) -> None:
+    store.set_faults(Faults(rate_timeout=1.0, timeout_s=0.3, seed=1))
+    with pytest.raises(httpx.ReadTimeout):
+        client.post("/v3/mail/send", json=valid_payload(), headers=AUTH, timeout=0.1)
+    started = time.monotonic()
+    response = post(client, valid_payload())
+
+    assert response.status_code == 503 and time.monotonic() - started >= 0.3
+    assert store.messages == [] and store.stats()["faults"]["timeout"] == 2
+
+
+def test_dropped_connection_gets_no_http_response(client: httpx.Client, store: SinkStore) -> None:
+    store.set_faults(Faults(rate_drop=1.0, seed=1))
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        post(client, valid_payload())
+    assert store.messages == [] and store.stats()["faults"]["drop"] == 1
+
+    store.set_faults(Faults())
+    assert post(client, valid_payload()).status_code == 202  # the client just reconnects
+
+
+def test_seeded_faults_are_reproducible_and_faulted_requests_store_nothing(
+    client: httpx.Client, store: SinkStore
+) -> None:
+    store.set_faults(Faults(rate_503=0.3, rate_500=0.2, seed=42))
+    first = [post(client, valid_payload()).status_code for _ in range(20)]
+    assert len(store.messages) == first.count(202)
+    store.reset()  # restarts the draws from the seed
+    second = [post(client, valid_payload()).status_code for _ in range(20)]
+
+    assert first == second and {202, 500, 503} <= set(first)
+    stats = store.stats()
+    assert stats["faults"]["503"] == first.count(503) and stats["accepted_requests"] == first.count(202)
+
+
+def test_zero_rates_never_fault(client: httpx.Client, store: SinkStore) -> None:
+    store.set_faults(Faults(seed=3))
+    assert {post(client, valid_payload()).status_code for _ in range(10)} == {202}
+    assert sum(store.stats()["faults"].values()) == 0
+
+
+def test_scripted_failures_take_precedence_over_random_faults(client: httpx.Client, store: SinkStore) -> None:
+    store.set_faults(Faults(rate_500=1.0))
+    store.script([429])
+    assert [post(client, valid_payload()).status_code for _ in range(2)] == [429, 500]
+
+
+def test_slow_ms_adds_latency(client: httpx.Client, store: SinkStore) -> None:
+    store.set_faults(Faults(slow_ms=150))
+    started = time.monotonic()
+    assert post(client, valid_payload()).status_code == 202
+    assert time.monotonic() - started >= 0.15
+
+
+def test_faults_are_read_and_changed_over_http(client: httpx.Client, store: SinkStore) -> None:
+    assert client.get("/sink/faults").json() == Faults().as_json()
+    put = client.put("/sink/faults", json={"rate_503": 1.0, "seed": 3, "timeout_s": 2})
+    assert put.status_code == 200
+    assert (
+        put.json() == client.get("/sink/faults").json() == Faults(rate_503=1.0, seed=3, timeout_s=2).as_json()
+    )
+    assert post(client, valid_payload()).status_code == 503
+
+    patched = client.patch("/sink/faults", json={"slow_ms": 5}).json()
+    assert patched["rate_503"] == 1.0 and patched["slow_ms"] == 5
+    assert client.put("/sink/faults", json={}).json() == Faults().as_json()  # PUT replaces
+    assert post(client, valid_payload()).status_code == 202
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"rate_429": 2},
+        {"rate_429": 0.6, "rate_500": 0.6},
+        {"rate_x": 0.1},
+        {"slow_ms": "5"},
+        {"seed": 1.5},
+        [1],
+    ],
+)
+def test_invalid_fault_settings_are_400(client: httpx.Client, body: Any) -> None:
+    response = client.put("/sink/faults", json=body)
+    assert response.status_code == 400 and response.json()["errors"][0]["message"]
+    assert client.get("/sink/faults").json() == Faults().as_json()
+
+
+def test_fault_flags_of_the_command_line() -> None:
+    parser = argparse.ArgumentParser()
+    add_fault_arguments(parser)
+    args = parser.parse_args(["--rate-503", "0.2", "--rate-drop", "0.1", "--slow-ms", "5", "--seed", "9"])
+    assert faults_from_args(args) == Faults(rate_503=0.2, rate_drop=0.1, slow_ms=5, seed=9)
+    with pytest.raises(SystemExit):
+        main(["--rate-429", "1.5"])  # refused before serving
+
+
+def test_shutdown_interrupts_a_stalled_request() -> None:
+    statuses: list[int] = []
+    with running_sink(SinkStore(faults=Faults(rate_timeout=1.0, timeout_s=30))) as stalling:
+        url = f"{stalling.url}/v3/mail/send"
+
+        def call() -> None:
+            statuses.append(httpx.post(url, json=valid_payload(), headers=AUTH, timeout=10).status_code)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        while stalling.store.stats()["faults"]["timeout"] == 0:
+            time.sleep(0.01)
+        started = time.monotonic()
+        stalling.stop()
+        caller.join(timeout=5)
+    assert time.monotonic() - started < 3 and statuses == [503]
+
+
+# --- email activity lookup ------------------------------------------------------------------------
+
+
+def keyed_payload(*keys: str) -> Payload:
+    payload = valid_payload()
+    payload["personalizations"] = [
+        {"to": [{"email": f"{key}@example.ru"}], "custom_args": {"shopmail_key": key}} for key in keys
+    ]
+    return payload
+
+
+def activity(client: httpx.Client, query: str, limit: int = 10) -> httpx.Response:
+    return client.get("/v3/messages", params={"query": query, "limit": limit}, headers=AUTH)
+
+
+def test_activity_finds_a_key(client: httpx.Client) -> None:
+    message_id = post(client, keyed_payload("a", "b", "c")).headers["X-Message-Id"]
+    post(client, keyed_payload("d"))
+
+    response = activity(client, "unique_args['shopmail_key']=\"b\"")
+    assert response.status_code == 200
+    [found] = response.json()["messages"]
+    assert found["msg_id"] == f"{message_id}.1" and found["to_email"] == "b@example.ru"
+    assert found["subject"] == "Привет" and found["status"] == "delivered"
+    assert found["unique_args"] == {"campaign": "wakeup14", "shopmail_key": "b"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", found["last_event_time"])
+    assert activity(client, "unique_args['shopmail_key']=\"zz\"").json() == {"messages": []}
+
+
+@pytest.mark.parametrize(
+    ("query", "keys"),
+    [
+        ('unique_args[\'shopmail_key\'] IN ("a", "c", "zz")', ["a", "c"]),
+        ("unique_args['shopmail_key']=\"a\" OR unique_args['shopmail_key'] in (\"d\")", ["a", "d"]),
+        ('unique_args[\'shopmail_key\'] IN ("b") OR to_email="c@example.ru"', ["b", "c"]),
+        ('(unique_args["shopmail_key"] NOT IN ("a")) AND NOT msg_id="x"', ["b", "c", "d"]),
+        ("", ["a", "b", "c", "d"]),
+    ],
+)
+def test_activity_query_forms(client: httpx.Client, query: str, keys: list[str]) -> None:
+    post(client, keyed_payload("a", "b", "c"))
+    post(client, keyed_payload("d"))
+    found = activity(client, query).json()["messages"]
+    assert [m["unique_args"]["shopmail_key"] for m in found] == keys
+
+
+def test_activity_lists_every_personalization_up_to_the_limit(client: httpx.Client) -> None:
+    message_id = post(client, keyed_payload(*(f"k{i}" for i in range(1000)))).headers["X-Message-Id"]
+    found = activity(client, "unique_args['campaign']=\"wakeup14\"", limit=1000).json()["messages"]
+    assert [m["msg_id"] for m in found] == [f"{message_id}.{i}" for i in range(1000)]
+    assert len(activity(client, "", limit=3).json()["messages"]) == 3
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "garbage",
+        "unique_args['shopmail_key']=",
+        "unique_args['shopmail_key'] IN ()",
+        "unique_args['shopmail_key']=\"a\" OR",
+        "unique_args['shopmail_key']=\"a\")",
+        'last_event_time BETWEEN TIMESTAMP "2026-01-01T00:00:00Z"',
+        "unique_args['shopmail_key']='a'",
+    ],
+)
+def test_activity_rejects_unknown_syntax(client: httpx.Client, query: str) -> None:
+    response = activity(client, query)
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["field"] == "query" and error["message"].startswith("invalid query")
+
+
+def test_activity_checks_limit_and_authorization(client: httpx.Client) -> None:
+    for limit in ("0", "1001", "ten"):
+        response = client.get("/v3/messages", params={"limit": limit}, headers=AUTH)
+        assert response.status_code == 400 and response.json()["errors"][0]["field"] == "limit"
+    assert client.get("/v3/messages").status_code == 401
+    assert client.get("/v3/messages", headers={"Authorization": "Bearer SG.other"}).status_code == 401
+
+
+def test_parse_query_directly() -> None:
+    row = {"to_email": "a@b.ru", "unique_args": {"k": "1"}}
+    assert parse_query('unique_args[\'k\']="1" AND (to_email="x" OR to_email="a@b.ru")')(row)
+    assert not parse_query("unique_args['k'] != \"1\"")(row)
+    assert parse_query('unique_args[\'k\']="say \\"hi\\""')({"unique_args": {"k": 'say "hi"'}})
+    with pytest.raises(QueryError):
+        parse_query("to_email ~ 'x'")
+
+
+# --- per-key accounting ---------------------------------------------------------------------------
+
+
+def test_key_counts_and_stats_show_duplicates(client: httpx.Client, store: SinkStore) -> None:
+    post(client, keyed_payload("a", "b"))
+    post(client, keyed_payload("b", "c"))
+    post(client, mutate(lambda p: p.pop("subject")))  # refused: counts as a request only
+    store.script([503])
+    post(client, keyed_payload("x"))
+
+    assert store.key_counts() == Counter({"a": 1, "b": 2, "c": 1})
+    stats = client.get("/sink/stats").json()
+    assert stats == {
+        "requests": 4,
+        "accepted_requests": 2,
+        "personalizations": 4,
+        "faults": {"429": 0, "500": 0, "503": 1, "timeout": 0, "drop": 0},
+        "keys": 3,
+        "duplicate_keys": 1,
+    }
+
+
+# --- HTML pages -----------------------------------------------------------------------------------
+
+HOSTILE_HTML = '<p title="x" onclick="steal()">Hi & bye</p><script>alert(2)</script>'
+
+
+def hostile_payload() -> Payload:
+    payload = valid_payload()
+    payload["subject"] = "<script>alert(1)</script>"
+    payload["content"] = [
+        {"type": "text/plain", "value": "<b>not bold</b>"},
+        {"type": "text/html", "value": HOSTILE_HTML},
+    ]
+    return payload
+
+
+def test_index_page_lists_mails(client: httpx.Client) -> None:
+    assert "No mails yet" in client.get("/sink").text
+    message_id = post(client, valid_payload()).headers["X-Message-Id"]
+    page = client.get("/sink")
+
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for text in ("ivan@example.ru", "Привет", "wakeup14", f'href="/sink/messages/{message_id}"'):
+        assert text in page.text
+
+
+def test_pages_escape_hostile_content(client: httpx.Client) -> None:
+    message_id = post(client, hostile_payload()).headers["X-Message-Id"]
+    index = client.get("/sink").text
+    view = client.get(f"/sink/messages/{message_id}")
+
+    assert view.status_code == 200 and "script-src 'none'" in view.headers["content-security-policy"]
+    for page in (index, view.text):
+        assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<pre>&lt;b&gt;not bold&lt;/b&gt;</pre>" in view.text
+    [srcdoc] = re.findall(r'<iframe sandbox srcdoc="([^"]*)"', view.text)
+    assert html.unescape(srcdoc) == HOSTILE_HTML and "onclick" not in view.text.replace(srcdoc, "")
+    assert client.get(f"/sink/messages/{message_id}.0").status_code == 200  # an activity msg_id
+    assert client.get("/sink/messages/nope").status_code == 404
