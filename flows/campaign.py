@@ -142,4 +142,3 @@ def campaign_flow(
     if failed_batches:
         raise RuntimeError(f"{failed_batches} of {len(work)} batches failed; rerun to resume")
     return report
-

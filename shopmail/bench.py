@@ -175,9 +175,11 @@ def main(argv: list[str] | None = None) -> None:
     mails = [composer.compose(r) for r in sample]
     payloads = [sendgrid_payload(m) for m in mails]
     with sink_process(args.port, args.slow_ms) as url:
-        with timed(t, f"send {len(mails):,} (Shopmail)"):
-            with SendGridSender(API_KEY, url, concurrency=args.concurrency) as sender:
-                results = sender.send_batch(mails)
+        with (
+            timed(t, f"send {len(mails):,} (Shopmail)"),
+            SendGridSender(API_KEY, url, concurrency=args.concurrency) as sender,
+        ):
+            results = sender.send_batch(mails)
         assert all(r.status == "sent" for r in results)
         with timed(t, f"send {len(mails):,} (bare httpx)"):
             bare_http_loop(url, payloads, args.concurrency)
@@ -185,13 +187,23 @@ def main(argv: list[str] | None = None) -> None:
     n_render = min(len(rows), 50_000)
     render_ratio = t["bare jinja2, 1 process"] / t["render, 1 process"]
     send_ratio = t[f"send {len(mails):,} (bare httpx)"] / t[f"send {len(mails):,} (Shopmail)"]
-    pipeline = t["extract"] + t["validate (GX)"] + t["segment + eligibility"] + t[f"render all, {args.workers} processes"]
+    pipeline = (
+        t["extract"]
+        + t["validate (GX)"]
+        + t["segment + eligibility"]
+        + t[f"render all, {args.workers} processes"]
+    )
     batches = -(-len(rows) // settings.send_batch_size)
     print()
     print("| measure | value |\n|---|---:|")
     print(f"| customers | {args.customers:,} |")
     print(f"| eligible recipients | {len(rows):,} |")
-    for name in ("extract", "validate (GX)", "segment + eligibility", f"render all, {args.workers} processes"):
+    for name in (
+        "extract",
+        "validate (GX)",
+        "segment + eligibility",
+        f"render all, {args.workers} processes",
+    ):
         print(f"| {name} | {t[name]:.1f} s |")
     print(f"| extract + validate + segment + render | {pipeline:.1f} s (target <= 120 s) |")
     print(f"| render, 1 process | {n_render / t['render, 1 process']:,.0f} mails/s |")

@@ -98,4 +98,3 @@ def get_campaign(name: str, folder: Path = CAMPAIGNS_DIR) -> Campaign:
 
 def campaign_names(folder: Path = CAMPAIGNS_DIR) -> list[str]:
     return list(registry(folder))
-

@@ -181,6 +181,47 @@ def history(
     console.print(table)
 
 
+@app.command("sendgrid-sink")
+def sendgrid_sink(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8025,
+    api_key: Annotated[str | None, typer.Option(help="Only accept this key (default: any).")] = None,
+    rate_429: Annotated[float, typer.Option(min=0, max=1, help="Share of requests answered 429.")] = 0.0,
+    rate_5xx: Annotated[float, typer.Option(min=0, max=1, help="Share answered 500/503.")] = 0.0,
+    rate_timeout: Annotated[float, typer.Option(min=0, max=1, help="Share that stall.")] = 0.0,
+    rate_drop: Annotated[float, typer.Option(min=0, max=1, help="Share dropped, no answer.")] = 0.0,
+    slow_ms: Annotated[int, typer.Option(min=0, help="Latency added to every request.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible faults.")] = None,
+) -> None:
+    """Run the local SendGrid-compatible server (mails at http://HOST:PORT/sink)."""
+    from shopmail.sendgrid_sink import serve
+    from shopmail.sink_faults import Faults
+
+    faults = Faults(
+        rate_429=rate_429,
+        rate_500=rate_5xx / 2,
+        rate_503=rate_5xx / 2,
+        rate_timeout=rate_timeout,
+        rate_drop=rate_drop,
+        slow_ms=slow_ms,
+        seed=seed,
+    )
+    console.print(f"SendGrid sink on http://{host}:{port} (mails: /sink; set SHOPMAIL_SENDGRID_HOST)")
+    serve(host=host, port=port, api_key=api_key, faults=faults)
+
+
+@app.command("feedback-app")
+def feedback_app(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8030,
+) -> None:
+    """Run the one-click unsubscribe endpoint and the SendGrid event webhook."""
+    from shopmail.feedback_app import serve
+
+    console.print(f"Feedback app on http://{host}:{port} (/unsubscribe, /sendgrid/events)")
+    serve(get_settings(), host=host, port=port)
+
+
 @app.command()
 def demo(
     customers: Annotated[int, typer.Option(min=10, help="Demo shop size.")] = 5000,

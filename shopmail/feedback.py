@@ -144,11 +144,19 @@ def webhook_authentic(
         return False
 
 
+# SendGrid drop reasons that say something about the recipient address itself.
+RECIPIENT_DROP_REASONS = frozenset(
+    {"Bounced Address", "Unsubscribed Address", "Spam Reporting Address", "Invalid"}
+)
+
+
 def suppression_reason(event: Mapping[str, Any]) -> str | None:
     """The suppression an event calls for (None: none); a `blocked` bounce is not a hard bounce."""
     name = event.get("event")
     if name == "bounce" and event.get("type") != "bounce":
         return None
+    if name == "dropped" and str(event.get("reason", "")) not in RECIPIENT_DROP_REASONS:
+        return None  # dropped for the message or the account (spam content, quota): not the address
     return SUPPRESSING_EVENTS.get(name) if isinstance(name, str) else None
 
 

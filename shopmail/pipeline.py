@@ -17,6 +17,7 @@ from segments.audiences import build_audience
 from segments.eligibility import eligibility
 from shopmail import ledger, state_db
 from shopmail.campaigns import Campaign
+from shopmail.feedback import unsubscribed_customers
 from shopmail.links import unsubscribe_link
 from shopmail.rendering import Renderer
 from tasks.mailer.base import OutgoingMail
@@ -81,6 +82,7 @@ def select_recipients(
         marketing=campaign.marketing,
         quarantined_ids=quarantined_ids,
         suppressed=state_db.suppressed_emails(state, recipients["email"].dropna()),
+        unsubscribed_ids=unsubscribed_customers(state, recipients["customer_id"].tolist()),
         done_keys=ledger.already_done(state, recipients["message_key"].tolist()),
     )
     return Selection(len(audience), eligible, skipped)

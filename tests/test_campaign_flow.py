@@ -198,3 +198,28 @@ def test_task_count_grows_with_batches_not_recipients(
     assert report.counts()["sent"] == report.eligible > 7
     assert len(runs) == 4 + batches  # extract, validate, select, record + one per batch
     assert sum(r.name.startswith("send-batch") for r in runs) == batches
+
+
+def test_one_click_unsubscribe_from_a_sent_mail_is_honoured_next_run(
+    prefect_harness, demo_shop: Settings
+) -> None:
+    import httpx
+
+    from flows.campaign import campaign_flow
+    from shopmail.feedback_app import running_feedback_app
+
+    first = campaign_flow(campaign="wakeup", as_of=AS_OF).counts()
+    mail = BytesParser(policy=policy.default).parsebytes(_outbox(demo_shop)[0].read_bytes())
+    link = mail["List-Unsubscribe"].strip("<>")
+    token = link.split("token=", 1)[1]
+    with running_feedback_app(demo_shop) as app:
+        response = httpx.post(
+            f"{app.url}/unsubscribe",
+            params={"token": token},
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 200
+    again = campaign_flow(campaign="wakeup", as_of=AS_OF)
+    assert again.skipped.get("unsubscribed") == 1
+    assert again.counts()["sent"] == 0 and first["sent"] > 0

@@ -25,7 +25,9 @@ def shop_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.mark.parametrize("name", list(registry()))
-def test_campaign_renders_for_every_variant_and_language(name: str, shop_url: str, settings: Settings) -> None:
+def test_campaign_renders_for_every_variant_and_language(
+    name: str, shop_url: str, settings: Settings
+) -> None:
     campaign = get_campaign(name)
     frames = extract(get_engine(shop_url), campaign.datasets, AS_OF, settings.tz, campaign.history_days)
     state = state_db.upgrade(settings.state_url_resolved)

@@ -20,11 +20,17 @@ def _recipients() -> pd.DataFrame:
 
 def test_marketing_mail_reasons() -> None:
     eligible, skipped = eligibility(
-        _recipients(), marketing=True, quarantined_ids={7}, suppressed={"e@x.ru"}, done_keys={"k6"}
+        _recipients(),
+        marketing=True,
+        quarantined_ids={7},
+        suppressed={"e@x.ru"},
+        done_keys={"k6"},
+        unsubscribed_ids={1},
     )
-    assert eligible["customer_id"].tolist() == [1]
+    assert eligible["customer_id"].tolist() == []
     reasons = dict(zip(skipped["customer_id"], skipped["reason"], strict=True))
     assert reasons == {
+        1: "unsubscribed",
         2: "no_consent",
         3: "invalid_email",
         4: "invalid_email",
@@ -36,7 +42,12 @@ def test_marketing_mail_reasons() -> None:
 
 def test_service_mail_ignores_consent_and_marketing_suppressions() -> None:
     eligible, skipped = eligibility(
-        _recipients(), marketing=False, quarantined_ids=set(), suppressed={"e@x.ru"}, done_keys=set()
+        _recipients(),
+        marketing=False,
+        quarantined_ids=set(),
+        suppressed={"e@x.ru"},
+        done_keys=set(),
+        unsubscribed_ids={1},
     )
     assert eligible["customer_id"].tolist() == [1, 2, 5, 6, 7]
     assert set(skipped["reason"]) == {"invalid_email"}

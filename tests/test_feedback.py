@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -22,6 +23,7 @@ from sqlalchemy import Engine, func, inspect, select
 
 from config.settings import Settings
 from shopmail import feedback, state_db
+from shopmail.db import get_engine
 from shopmail.feedback import record_events, unsubscribe, unsubscribed_customers
 from shopmail.feedback_app import SIGNATURE_HEADER, TIMESTAMP_HEADER, running_feedback_app
 from shopmail.links import unsubscribe_link, unsubscribe_token
@@ -50,9 +52,19 @@ def signing_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
+@pytest.fixture(scope="module")
+def migrated_state_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "state.sqlite"
+    state_db.upgrade(f"sqlite:///{path}").dispose()
+    return path
+
+
 @pytest.fixture
-def state(tmp_path: Path) -> Engine:
-    return state_db.upgrade(f"sqlite:///{tmp_path / 'state.sqlite'}")
+def state(tmp_path: Path, migrated_state_file: Path) -> Engine:
+    """A fresh state DB per test: a copy of one migrated by `state_db.upgrade` (saves a migration)."""
+    path = tmp_path / "state.sqlite"
+    shutil.copyfile(migrated_state_file, path)
+    return get_engine(f"sqlite:///{path}")
 
 
 @pytest.fixture
@@ -336,3 +348,13 @@ def test_migration_0002_and_feedback_work_on_real_servers(server: str) -> None:
         command.upgrade(state_db.alembic_config(url), "head")
     finally:
         next(scratch, None)
+
+
+def test_dropped_for_the_message_not_the_address_suppresses_nothing(client, signing_key, state) -> None:
+    events = [
+        _event("dropped", "yan@example.ru", 20, reason="Spam Content"),
+        _event("dropped", "ira@example.ru", 21, reason="Unsubscribed Address"),
+    ]
+    response = _post_events(client, signing_key, events)
+    assert response.status_code == 200 and response.json()["suppressed"] == 1
+    assert {r["email"] for r in _rows(state, suppressions)} == {"ira@example.ru"}

@@ -19,7 +19,13 @@ def _products() -> pd.DataFrame:
             "id": [1, 2, 3, 4, 5],
             # 21:30 UTC on the 20th is 00:30 on the 21st in Moscow: inside the 7 local days
             "created_at": pd.to_datetime(
-                ["2026-11-26 10:00", "2026-11-20 21:30", "2026-11-20 20:30", "2026-11-25 10:00", "2026-11-27 08:00"]
+                [
+                    "2026-11-26 10:00",
+                    "2026-11-20 21:30",
+                    "2026-11-20 20:30",
+                    "2026-11-25 10:00",
+                    "2026-11-27 08:00",
+                ]
             ),
             "in_stock": [True, True, True, False, True],
         }

@@ -106,9 +106,7 @@ class FileOutboxSender(Sender):
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise MailerConfigurationError(
-                f"cannot create outbox folder {self.folder}: {exc}"
-            ) from exc
+            raise MailerConfigurationError(f"cannot create outbox folder {self.folder}: {exc}") from exc
 
     def path_for(self, message_key: str) -> Path:
         """Where the mail with this key is (or will be) written."""

@@ -66,7 +66,12 @@ def sendgrid_payload(mail: OutgoingMail) -> dict[str, Any]:
 def shared_content_key(mail: OutgoingMail) -> tuple:
     """Mails with equal keys differ only in recipient data and can share one request."""
     return (
-        mail.subject, mail.html, mail.text, mail.from_email, mail.from_name, mail.reply_to,
+        mail.subject,
+        mail.html,
+        mail.text,
+        mail.from_email,
+        mail.from_name,
+        mail.reply_to,
         mail.categories,
     )
 
@@ -274,9 +279,7 @@ class SendGridSender(Sender):
                 if status in (200, 202):
                     self._key_verified = True
                     message_id = response.headers.get("X-Message-Id")
-                    return PayloadOutcome(
-                        SendStatus.sent, message_id, http_status=status, attempts=attempt
-                    )
+                    return PayloadOutcome(SendStatus.sent, message_id, http_status=status, attempts=attempt)
                 error = error_message(response)
                 if status not in _TRANSIENT_STATUSES and status < 500:
                     return PayloadOutcome(
@@ -284,12 +287,8 @@ class SendGridSender(Sender):
                     )
                 wait = self._retry_wait(response, attempt)
             if attempt > self.retries:
-                return PayloadOutcome(
-                    SendStatus.failed, error=error, http_status=status, attempts=attempt
-                )
-            logger.warning(
-                "SendGrid send: %s; retry %d/%d in %.2fs", error, attempt, self.retries, wait
-            )
+                return PayloadOutcome(SendStatus.failed, error=error, http_status=status, attempts=attempt)
+            logger.warning("SendGrid send: %s; retry %d/%d in %.2fs", error, attempt, self.retries, wait)
             self._sleep(wait)
 
     def _backoff(self, attempt: int) -> float:
