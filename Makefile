@@ -6,7 +6,7 @@ export GX_ANALYTICS_ENABLED := False
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test bench lint venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m shopmail.bench --customers $(or $(CUSTOMERS),1000000)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -22,6 +22,13 @@ class MailProvider(StrEnum):
     memory = "memory"
 
 
+class TaskRunnerKind(StrEnum):
+    """How a run executes its batch tasks."""
+
+    threads = "threads"
+    processes = "processes"
+
+
 class Settings(BaseSettings):
     """Everything Shopmail needs to know about the shop and where to send."""
 
@@ -59,6 +66,11 @@ class Settings(BaseSettings):
     max_send_errors: int = Field(
         50, ge=0, description="Failed requests (after retries) a run tolerates before it pauses."
     )
+    task_runner: TaskRunnerKind = Field(
+        TaskRunnerKind.threads,
+        description="threads: one process; processes: render and send batches on every core.",
+    )
+    workers: int = Field(2, ge=1, le=64, description="Processes for task_runner=processes.")
     send_batch_size: int = Field(1000, ge=1, le=1000, description="Recipients per send task.")
 
     sender_email: str = Field("shop@example.ru", description="From address.")

@@ -13,9 +13,10 @@ from typing import Annotated
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.runtime import flow_run
+from prefect.task_runners import ProcessPoolTaskRunner
 from pydantic import Field
 
-from config.settings import get_settings
+from config.settings import Settings, TaskRunnerKind, get_settings
 from shopmail import state_db
 from shopmail.campaigns import campaign_names, get_campaign
 from shopmail.pipeline import MailComposer, Selection, product_lookup
@@ -142,3 +143,12 @@ def campaign_flow(
     if failed_batches:
         raise RuntimeError(f"{failed_batches} of {len(work)} batches failed; rerun to resume")
     return report
+
+
+def configured_campaign_flow(settings: Settings | None = None):
+    """The campaign flow with the task runner the settings ask for (processes use every core
+    for rendering; threads avoid process start-up for small runs)."""
+    settings = settings or get_settings()
+    if settings.task_runner == TaskRunnerKind.processes:
+        return campaign_flow.with_options(task_runner=ProcessPoolTaskRunner(max_workers=settings.workers))
+    return campaign_flow

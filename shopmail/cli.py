@@ -96,11 +96,11 @@ def run(
     limit: Annotated[int | None, typer.Option(min=1, help="Send to at most this many.")] = None,
 ) -> None:
     """Run one campaign now through the Prefect flow."""
-    from flows.campaign import campaign_flow
+    from flows.campaign import configured_campaign_flow
     from shopmail.campaigns import get_campaign
 
     get_campaign(campaign)  # clear error for an unknown name
-    report = campaign_flow(campaign=campaign, as_of=_day(as_of), dry_run=dry_run, limit=limit)
+    report = configured_campaign_flow()(campaign=campaign, as_of=_day(as_of), dry_run=dry_run, limit=limit)
     _print_report(report)
     settings = get_settings()
     if settings.mail_provider == "outbox" and not dry_run:

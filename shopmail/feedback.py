@@ -20,11 +20,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert
 from sqlalchemy.exc import IntegrityError
 
 from shopmail.links import verify_unsubscribe_token
-from shopmail.state_db import add_suppression, utcnow
+from shopmail.state_db import add_suppression, present_values, utcnow
 from shopmail.state_schema import customer_unsubscribes, provider_events
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ ONE_CLICK_SOURCE = "one-click"
 MESSAGE_KEY_ARG = "shopmail_key"
 MAX_TOKEN_CHARS = 512
 DEFAULT_MAX_WEBHOOK_AGE_S = 600.0
-_CHUNK = 2000
 _MAX_INT32 = 2**31 - 1
 
 # event name -> suppression reason; `bounce` only when `type == "bounce"` (hard), not "blocked".
@@ -95,14 +94,7 @@ def _is_unsubscribed(engine: Engine, customer_id: int) -> bool:
 
 def unsubscribed_customers(engine: Engine, customer_ids: Iterable[int]) -> set[int]:
     """The ids among `customer_ids` that unsubscribed through a signed link."""
-    wanted = sorted({int(c) for c in customer_ids})
-    found: set[int] = set()
-    column = customer_unsubscribes.c.customer_id
-    with engine.connect() as conn:
-        for start in range(0, len(wanted), _CHUNK):
-            rows = conn.execute(select(column).where(column.in_(wanted[start : start + _CHUNK])))
-            found.update(r[0] for r in rows)
-    return found
+    return present_values(engine, customer_unsubscribes.c.customer_id, (int(c) for c in customer_ids))
 
 
 # --- SendGrid event webhook ------------------------------------------------------------------
@@ -241,13 +233,7 @@ def _utc(value: Any) -> datetime | None:
 
 
 def _stored_event_ids(engine: Engine, event_ids: Sequence[str]) -> set[str]:
-    column = provider_events.c.sg_event_id
-    found: set[str] = set()
-    with engine.connect() as conn:
-        for start in range(0, len(event_ids), _CHUNK):
-            rows = conn.execute(select(column).where(column.in_(event_ids[start : start + _CHUNK])))
-            found.update(r[0] for r in rows)
-    return found
+    return present_values(engine, provider_events.c.sg_event_id, event_ids)
 
 
 def _suppress(engine: Engine, email: str, reason: str) -> bool:

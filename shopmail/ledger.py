@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, bindparam, func, insert, select, update
 
-from shopmail.state_db import utcnow
+from shopmail.state_db import present_values, utcnow
 from shopmail.state_schema import send_ledger
 from tasks.mailer.base import SendResult
 
@@ -23,8 +23,7 @@ _CHUNK = 2000
 
 def message_key(campaign: str, occasion_key: str, customer_id: int) -> str:
     """Deterministic id of one mail occasion (no personal data in it)."""
-    raw = f"{campaign}|{occasion_key}|{int(customer_id)}".encode()
-    return hashlib.sha256(raw).hexdigest()[:40]
+    return hashlib.sha256(f"{campaign}|{occasion_key}|{int(customer_id)}".encode()).hexdigest()[:40]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +56,12 @@ def statuses(engine: Engine, keys: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def already_done(engine: Engine, keys: Sequence[str]) -> set[str]:
+def already_done(engine: Engine, keys: Sequence[str], campaign: str | None = None) -> set[str]:
     """Keys whose mail was sent (or permanently rejected): never send them again."""
-    return {k for k, s in statuses(engine, keys).items() if s in FINAL_STATES}
+    where = [send_ledger.c.status.in_(sorted(FINAL_STATES))]
+    if campaign is not None:
+        where.append(send_ledger.c.campaign == campaign)
+    return present_values(engine, send_ledger.c.message_key, keys, *where)
 
 
 @dataclass(frozen=True, slots=True)

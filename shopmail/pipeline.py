@@ -43,7 +43,8 @@ class Selection:
 def message_keys(campaign: str, occasion_keys: pd.Series, customer_ids: pd.Series) -> list[str]:
     """Ledger message keys of each (occasion key, customer) pair."""
     return [
-        ledger.message_key(campaign, occ, cid) for occ, cid in zip(occasion_keys, customer_ids, strict=True)
+        ledger.message_key(campaign, occ, cid)
+        for occ, cid in zip(occasion_keys.tolist(), customer_ids.tolist(), strict=True)
     ]
 
 
@@ -55,7 +56,7 @@ def attach_customers(campaign: Campaign, audience: pd.DataFrame, customers: pd.D
     recipients["occasion_key"] = (
         [
             campaign.occasion_key.format(**dict(zip(columns, values, strict=True)))
-            for values in zip(*(recipients[c] for c in columns), strict=True)
+            for values in zip(*(recipients[c].tolist() for c in columns), strict=True)
         ]
         if len(recipients)
         else pd.Series(dtype=object)
@@ -81,9 +82,9 @@ def select_recipients(
         recipients,
         marketing=campaign.marketing,
         quarantined_ids=quarantined_ids,
-        suppressed=state_db.suppressed_emails(state, recipients["email"].dropna()),
+        suppressed=state_db.suppressed_emails(state, recipients["email"].dropna().tolist()),
         unsubscribed_ids=unsubscribed_customers(state, recipients["customer_id"].tolist()),
-        done_keys=ledger.already_done(state, recipients["message_key"].tolist()),
+        done_keys=ledger.already_done(state, recipients["message_key"].tolist(), campaign.name),
     )
     return Selection(len(audience), eligible, skipped)
 

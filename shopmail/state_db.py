@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import ColumnElement, Engine, func, insert, select
 
 from shopmail.db import get_engine
 from shopmail.state_schema import quarantined_rows, run_summaries, suppressions
@@ -38,16 +38,29 @@ def upgrade(url: str) -> Engine:
     return get_engine(url)
 
 
+IN_CHUNK = 2000
+SCAN_ABOVE = 50_000  # for more values than this one scan beats thousands of IN (...) queries
+
+
+def present_values(engine: Engine, column: ColumnElement, values: Iterable[Any], *where: Any) -> set[Any]:
+    """The values among `values` that `column`'s table holds (rows also matching `where`)."""
+    wanted = set(values)
+    if not wanted:
+        return set()
+    with engine.connect() as conn:
+        if len(wanted) > SCAN_ABOVE:
+            return {v for (v,) in conn.execute(select(column).where(*where)) if v in wanted}
+        ordered = sorted(wanted)
+        found: set[Any] = set()
+        for start in range(0, len(ordered), IN_CHUNK):
+            chunk = ordered[start : start + IN_CHUNK]
+            found.update(v for (v,) in conn.execute(select(column).where(column.in_(chunk), *where)))
+        return found
+
+
 def suppressed_emails(engine: Engine, emails: Iterable[str]) -> set[str]:
     """The lower-cased addresses among `emails` that are suppressed."""
-    wanted = sorted({e.lower() for e in emails if e})
-    found: set[str] = set()
-    with engine.connect() as conn:
-        for start in range(0, len(wanted), 5000):
-            chunk = wanted[start : start + 5000]
-            rows = conn.execute(select(suppressions.c.email).where(suppressions.c.email.in_(chunk)))
-            found.update(r[0] for r in rows)
-    return found
+    return present_values(engine, suppressions.c.email, {e.lower() for e in emails if e})
 
 
 def add_suppression(engine: Engine, email: str, reason: str, source: str) -> bool:

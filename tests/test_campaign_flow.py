@@ -223,3 +223,17 @@ def test_one_click_unsubscribe_from_a_sent_mail_is_honoured_next_run(
     again = campaign_flow(campaign="wakeup", as_of=AS_OF)
     assert again.skipped.get("unsubscribed") == 1
     assert again.counts()["sent"] == 0 and first["sent"] > 0
+
+
+def test_process_task_runner_sends_the_same(prefect_harness, demo_shop: Settings, monkeypatch) -> None:
+    from config.settings import get_settings
+    from flows.campaign import configured_campaign_flow
+
+    monkeypatch.setenv("SHOPMAIL_TASK_RUNNER", "processes")
+    monkeypatch.setenv("SHOPMAIL_SEND_BATCH_SIZE", "10")
+    get_settings.cache_clear()
+    expected = expected_wakeup(get_engine(demo_shop.shop_url_resolved), AS_OF)
+    report = configured_campaign_flow()(campaign="wakeup", as_of=AS_OF)
+    assert report.counts()["sent"] == len(expected)
+    assert {r.customer_id for r in _ledger(demo_shop)} == set(expected)
+    assert len(_outbox(demo_shop)) == len(expected)
