@@ -25,7 +25,7 @@ from shopmail.run_report import RunReport
 from tasks.extract import extract_shop_data
 from tasks.record import record_run
 from tasks.select_recipients import select_recipients_task
-from tasks.send import send_batch
+from tasks.send import SendingPaused, send_batch
 from tasks.validate import DataCheckFailed, drop_quarantined, validate_shop_data
 
 CampaignName = StrEnum("CampaignName", {name: name for name in campaign_names()})
@@ -137,9 +137,12 @@ def campaign_flow(
             continue
         report.outcomes.update(outcome.counts)
         report.errors.extend(outcome.errors)
-    status = "completed" if not failed_batches else "failed"
+        report.problem = outcome.paused or report.problem
+    status = "paused" if report.problem else "completed" if not failed_batches else "failed"
     record_run(report, status)
     logger.info("%s: %s", report.title(), report.counts())
+    if report.problem:
+        raise SendingPaused(report.problem)
     if failed_batches:
         raise RuntimeError(f"{failed_batches} of {len(work)} batches failed; rerun to resume")
     return report

@@ -20,7 +20,7 @@ from shopmail.rendering import TemplateError
 from tasks.mailer.base import OutgoingMail, SendResult, SendStatus
 from tasks.mailer.errors import MailerConfigurationError, MailerError
 from tasks.mailer.factory import make_sender
-from tasks.mailer.throttle import run_budget
+from tasks.mailer.throttle import ErrorBudget, run_budget
 
 T = TypeVar("T")
 
@@ -29,12 +29,20 @@ class SendingPaused(RuntimeError):
     """Too many failed requests in this run: the rest is left for the next run."""
 
 
+def _pause_message(budget: ErrorBudget) -> str:
+    return (
+        f"sending paused after {budget.failures} failed requests (limit {budget.limit}); "
+        "unsent mails are kept for the next run: fix the cause and rerun"
+    )
+
+
 @dataclass
 class BatchOutcome:
     """Counts of one batch, summed by the flow."""
 
     counts: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    paused: str | None = None  # why sending paused (error budget spent); the rest waits for a rerun
 
 
 def with_db_retries(action: Callable[[], T], attempts: int = 5, delay_s: float = 0.5) -> T:
@@ -64,7 +72,7 @@ def retry_unless_misconfigured(_task: object, _run: object, state: Any) -> bool:
     """Retry a failed batch, except when the provider is misconfigured (bad key, bad host)."""
     try:
         state.result()
-    except (MailerConfigurationError, SendingPaused):
+    except MailerConfigurationError:
         return False
     except Exception:
         return True
@@ -99,7 +107,12 @@ def send_batch(
         for r in rows
         if str(r["message_key"]) in rendered
     ]
-    sender = make_sender(settings, run_budget(run_id, settings.max_send_errors))
+    budget = run_budget(run_id, settings.max_send_errors)
+    if budget.exhausted:  # an earlier batch spent the budget: leave these unclaimed for the rerun
+        outcome.counts["paused"] += len(mails)
+        outcome.paused = _pause_message(budget)
+        return outcome
+    sender = make_sender(settings, budget)
     claim = with_db_retries(lambda: ledger.claim(state, entries, run_id, sender.name))
     allowed = set(claim.keys)
     outcome.counts["already_sent"] += len(mails) - len(allowed)
@@ -121,11 +134,7 @@ def send_batch(
         outcome.counts[str(result.status)] += 1
         if result.error and len(outcome.errors) < 20:
             outcome.errors.append(f"{result.status}: {result.error}")
-    budget = run_budget(run_id, settings.max_send_errors)
     if budget.exhausted:
-        raise SendingPaused(
-            f"sending paused after {budget.failures} failed requests (limit {budget.limit}); "
-            "the unsent mails are kept in the ledger: fix the cause and rerun"
-        )
+        outcome.paused = _pause_message(budget)
     get_run_logger().info("batch of %d: %s", len(rows), dict(outcome.counts))
     return outcome

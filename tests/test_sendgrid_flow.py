@@ -77,3 +77,30 @@ def test_bad_api_key_fails_the_run_and_the_next_run_sends_everything(
     get_settings.cache_clear()
     counts = campaign_flow(campaign="wakeup", as_of=AS_OF).counts()
     assert counts["sent"] == len(sink.store.messages) > 0
+
+
+def test_run_pauses_after_too_many_errors_and_the_rerun_finishes(
+    prefect_harness, sendgrid_shop, monkeypatch
+) -> None:
+    from flows.campaign import campaign_flow
+    from tasks.send import SendingPaused
+
+    settings, sink = sendgrid_shop
+    monkeypatch.setenv("SHOPMAIL_SEND_BATCH_SIZE", "5")
+    monkeypatch.setenv("SHOPMAIL_SENDGRID_RETRIES", "0")
+    monkeypatch.setenv("SHOPMAIL_SENDGRID_CONCURRENCY", "1")
+    monkeypatch.setenv("SHOPMAIL_MAX_SEND_ERRORS", "2")
+    get_settings.cache_clear()
+    sink.store.script([503] * 3)  # three failed requests: one more than the budget
+    with pytest.raises(SendingPaused, match="paused after 3 failed requests"):
+        campaign_flow(campaign="wakeup", as_of=AS_OF)
+    [run] = state_db.recent_runs(state_db.upgrade(settings.state_url_resolved), "wakeup")
+    assert run["status"] == "paused" and "rerun" in run["details"]["problem"]
+    paused_count = len(sink.store.messages)
+
+    counts = campaign_flow(campaign="wakeup", as_of=AS_OF).counts()
+    received = [
+        p["custom_args"]["customer_id"] for m in sink.store.messages for p in m.payload["personalizations"]
+    ]
+    assert len(received) == len(set(received)) == paused_count + counts["sent"]
+    assert counts["eligible"] == counts["sent"] + paused_count
