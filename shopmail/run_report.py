@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from tasks.mailer.base import OutgoingMail
+
+_TOKEN = re.compile(r"(token=)[A-Za-z0-9_\-.]+")
+
+
+def redact_tokens(text: str) -> str:
+    """Hide unsubscribe tokens: an artifact must not let its readers unsubscribe a customer."""
+    return _TOKEN.sub(r"\1…", text)
 
 
 @dataclass
@@ -76,7 +84,7 @@ class RunReport:
                 f"**Subject:** {self.sample.subject}",
                 "",
                 "```text",
-                self.sample.text,
+                redact_tokens(self.sample.text),
                 "```",
             ]
         return "\n".join(lines)

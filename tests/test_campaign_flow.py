@@ -103,6 +103,7 @@ def test_run_leaves_readable_artifacts(prefect_harness, demo_shop: Settings) -> 
     assert f"| audience | {report.audience} |" in markdown
     assert "## Sample mail" in markdown and "**Subject:**" in markdown
     assert "## Data checks" in markdown
+    assert "token=…" in markdown and "token=" not in markdown.replace("token=…", "")
 
 
 def test_dry_run_sends_and_records_nothing_in_the_ledger(prefect_harness, demo_shop: Settings) -> None:
