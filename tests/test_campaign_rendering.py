@@ -15,25 +15,35 @@ from shopmail.extract import extract
 from shopmail.pipeline import MailComposer, product_lookup, select_recipients
 
 AS_OF = date(2026, 11, 23)
+RUN_DAYS = {"holiday": date(2026, 3, 8)}  # campaigns with an audience only on certain days
 
 
 @pytest.fixture(scope="module")
-def shop_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('shop') / 'shop.sqlite'}"
-    generate_demo_shop(url, customers=3000, seed=21, today=AS_OF)
-    return url
+def shops(tmp_path_factory: pytest.TempPathFactory) -> dict[date, str]:
+    """Demo shops by their 'today', generated on first use."""
+    return {}
+
+
+def _shop_for(shops: dict[date, str], day: date, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if day not in shops:
+        url = f"sqlite:///{tmp_path_factory.mktemp('shop') / f'shop_{day}.sqlite'}"
+        generate_demo_shop(url, customers=3000, seed=21, today=day)
+        shops[day] = url
+    return shops[day]
 
 
 @pytest.mark.parametrize("name", list(registry()))
 def test_campaign_renders_for_every_variant_and_language(
-    name: str, shop_url: str, settings: Settings
+    name: str, shops: dict[date, str], tmp_path_factory: pytest.TempPathFactory, settings: Settings
 ) -> None:
     campaign = get_campaign(name)
-    frames = extract(get_engine(shop_url), campaign.datasets, AS_OF, settings.tz, campaign.history_days)
+    day = RUN_DAYS.get(name, AS_OF)
+    shop_url = _shop_for(shops, day, tmp_path_factory)
+    frames = extract(get_engine(shop_url), campaign.datasets, day, settings.tz, campaign.history_days)
     state = state_db.upgrade(settings.state_url_resolved)
-    selection = select_recipients(campaign, frames, AS_OF, settings, state, set())
+    selection = select_recipients(campaign, frames, day, settings, state, set())
     eligible = selection.eligible
-    assert len(eligible) > 0, f"{name}: the demo shop gives no audience on {AS_OF}"
+    assert len(eligible) > 0, f"{name}: the demo shop gives no audience on {day}"
     composer = MailComposer(campaign, settings, product_lookup(frames["products"]))
     groups = [c for c in ("variant",) if c in eligible.columns]
     for language in ("ru", "en"):
