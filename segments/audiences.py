@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from segments.abandoned_cart import abandoned_cart_audience
+from segments.coupon_expiry import coupon_expiry_audience
 from segments.new_arrivals import new_arrivals_audience
 from segments.wakeup import wakeup_audience
 
@@ -17,6 +19,8 @@ AudienceBuilder = Callable[..., pd.DataFrame]
 AUDIENCES: dict[str, AudienceBuilder] = {
     "wakeup": wakeup_audience,
     "new_arrivals": new_arrivals_audience,
+    "abandoned_cart": abandoned_cart_audience,
+    "coupon_expiry": coupon_expiry_audience,
 }
 
 

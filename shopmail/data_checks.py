@@ -25,7 +25,15 @@ from shopmail.shop_schema import ORDER_STATUSES  # noqa: E402
 
 EMAIL_REGEX = r"^[A-Za-z0-9._%+\-']+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}$"
 MAX_BAD_SHARE = 0.05
-KEYS = {"customers": "id", "orders": "id", "products": "id", "order_items": "order_id"}
+KEYS = {
+    "customers": "id",
+    "orders": "id",
+    "products": "id",
+    "order_items": "order_id",
+    "carts": "id",
+    "cart_items": "cart_id",
+    "coupons": "code",
+}
 
 
 def _critical(expectation: gxe.Expectation) -> gxe.Expectation:
@@ -72,6 +80,23 @@ def expectations_for(dataset: str) -> list[gxe.Expectation]:
             c(gxe.ExpectColumnValuesToNotBeNull(column="url")),
             q(gxe.ExpectColumnValuesToNotBeNull(column="name")),
             q(gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, strict_min=True)),
+        ]
+    if dataset == "carts":
+        return [
+            c(gxe.ExpectColumnValuesToBeUnique(column="id")),
+            c(gxe.ExpectColumnValuesToNotBeNull(column="customer_id")),
+            q(gxe.ExpectColumnValuesToNotBeNull(column="updated_at")),
+        ]
+    if dataset == "cart_items":
+        return [
+            c(gxe.ExpectColumnValuesToNotBeNull(column="product_id")),
+            q(gxe.ExpectColumnValuesToBeBetween(column="qty", min_value=1)),
+        ]
+    if dataset == "coupons":
+        return [
+            c(gxe.ExpectColumnValuesToBeUnique(column="code")),
+            q(gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0, strict_min=True)),
+            q(gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["coupon", "bonus"])),
         ]
     return []
 

@@ -51,6 +51,8 @@ def message_keys(campaign: str, occasion_keys: pd.Series, customer_ids: pd.Serie
 def attach_customers(campaign: Campaign, audience: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
     """Audience rows joined with customer fields, with occasion and message keys."""
     people = customers[CUSTOMER_FIELDS].rename(columns={"id": "customer_id"})
+    for name in ("first_name", "last_name"):  # NULL names reach pandas as NaN: templates want ""
+        people[name] = people[name].fillna("")
     recipients = audience.merge(people, on="customer_id", how="inner")
     columns = campaign.occasion_fields
     recipients["occasion_key"] = (

@@ -20,15 +20,15 @@ def validate_shop_data(frames: dict[str, pd.DataFrame]) -> GateReport:
 
 
 def drop_quarantined(frames: dict[str, pd.DataFrame], report: GateReport) -> dict[str, pd.DataFrame]:
-    """Frames without quarantined orders, items and products (customers are filtered later,
-    so an affected recipient is reported as skipped with reason `quarantined`)."""
+    """Frames without quarantined rows and the items of quarantined orders and carts (customers
+    are filtered later, so an affected recipient is reported as skipped with reason `quarantined`)."""
     cleaned = dict(frames)
-    for name in ("orders", "order_items", "products"):
+    for name in ("orders", "order_items", "products", "carts", "cart_items", "coupons"):
         bad = report.quarantined_keys(name)
         if name in cleaned and bad:
             cleaned[name] = cleaned[name][~cleaned[name][KEYS[name]].isin(list(bad))]
-    bad_orders = report.quarantined_keys("orders")
-    if "order_items" in cleaned and bad_orders:
-        items = cleaned["order_items"]
-        cleaned["order_items"] = items[~items["order_id"].isin(list(bad_orders))]
+    for parent, child, column in (("orders", "order_items", "order_id"), ("carts", "cart_items", "cart_id")):
+        bad = report.quarantined_keys(parent)
+        if child in cleaned and bad:
+            cleaned[child] = cleaned[child][~cleaned[child][column].isin(list(bad))]
     return cleaned

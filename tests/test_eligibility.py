@@ -58,3 +58,43 @@ def test_first_applicable_reason_wins() -> None:
         _recipients(), marketing=True, quarantined_ids={2}, suppressed=set(), done_keys={"k2"}
     )
     assert skipped.set_index("customer_id").loc[2, "reason"] == "quarantined"
+
+
+def test_missing_names_become_empty_strings_not_nan() -> None:
+    from shopmail.campaigns import get_campaign
+    from shopmail.pipeline import attach_customers
+
+    customers = pd.DataFrame(
+        {
+            "id": [1],
+            "email": ["a@x.ru"],
+            "first_name": [None],
+            "last_name": [float("nan")],
+            "language": [None],
+            "marketing_consent": [True],
+        }
+    )
+    audience = pd.DataFrame({"customer_id": [1], "issue": ["2026-W48"], "products": [[1, 2]]})
+    [row] = attach_customers(get_campaign("new_arrivals"), audience, customers).to_dict("records")
+    assert (row["first_name"], row["last_name"]) == ("", "")
+
+
+def test_gate_checks_carts_and_coupons_and_quarantines_their_bad_rows() -> None:
+    from shopmail.data_checks import run_gate
+    from tasks.validate import drop_quarantined
+
+    carts = pd.DataFrame(
+        {"id": range(1, 41), "customer_id": range(1, 41), "updated_at": pd.Timestamp("2026-11-22")}
+    )
+    items = pd.DataFrame({"cart_id": list(range(1, 41)), "product_id": 1, "qty": [0] + [1] * 39})
+    coupons = pd.DataFrame(
+        {"code": [f"C{i}" for i in range(40)], "value": [-5.0] + [100.0] * 39, "kind": "coupon"}
+    )
+    report = run_gate({"carts": carts, "cart_items": items, "coupons": coupons})
+    assert report.success  # one bad row in 40 is quarantined, not fatal
+    assert report.quarantined_keys("cart_items") == {1}
+    assert report.quarantined_keys("coupons") == {"C0"}
+    cleaned = drop_quarantined({"cart_items": items, "coupons": coupons}, report)
+    assert 1 not in set(cleaned["cart_items"]["cart_id"]) and "C0" not in set(cleaned["coupons"]["code"])
+    duplicated = run_gate({"coupons": pd.concat([coupons, coupons.head(1)])})
+    assert not duplicated.success and "coupons.code" in duplicated.failure_text()
