@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from segments.abandoned_cart import abandoned_cart_audience
+from segments.birthday import birthday_audience
 from segments.coupon_expiry import coupon_expiry_audience
+from segments.holiday import holiday_audience
 from segments.new_arrivals import new_arrivals_audience
 from segments.wakeup import wakeup_audience
 
@@ -21,6 +23,8 @@ AUDIENCES: dict[str, AudienceBuilder] = {
     "new_arrivals": new_arrivals_audience,
     "abandoned_cart": abandoned_cart_audience,
     "coupon_expiry": coupon_expiry_audience,
+    "birthday": birthday_audience,
+    "holiday": holiday_audience,
 }
 
 

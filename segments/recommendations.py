@@ -57,3 +57,19 @@ def related_products(
     pool = pool.sort_values(["key", "rank", "product_id"], ascending=[True, False, True])
     top = pool.groupby("key", sort=False).head(limit)
     return top.groupby("key", sort=False)["product_id"].agg(lambda ids: [int(i) for i in ids])
+
+
+def category_bestsellers(catalogue: pd.DataFrame, category: str, limit: int) -> list[int]:
+    """Top in-stock products of one category (from a `ranked_catalogue`)."""
+    return catalogue.loc[catalogue["category"] == category, "id"].head(limit).astype(int).tolist()
+
+
+def pick_products(preferred: list[int], fallback: list[int], exclude: set[int], limit: int) -> list[int]:
+    """`preferred` first, topped up from `fallback`; nothing from `exclude`, no repeats, at most `limit`."""
+    picked: list[int] = []
+    for product_id in (*preferred, *fallback):
+        if product_id not in exclude and product_id not in picked:
+            picked.append(product_id)
+            if len(picked) == limit:
+                break
+    return picked
