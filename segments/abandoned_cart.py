@@ -26,14 +26,15 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from segments.local_time import local_to_utc
+
 COLUMNS = ["customer_id", "cart_id", "updated_at", "updated_ts", "products", "cart_total", "units"]
 EPOCH = pd.Timestamp("1970-01-01")
 
 
 def run_anchor(as_of: date, tz: ZoneInfo, send_hour: int) -> datetime:
     """`send_hour` o'clock shop time on `as_of`, as naive UTC."""
-    local = datetime.combine(as_of, time(hour=send_hour), tzinfo=tz)
-    return local.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+    return local_to_utc(as_of, tz, time(hour=send_hour))
 
 
 def cart_window(

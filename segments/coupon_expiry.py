@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from segments.local_time import local_dates
 from segments.recommendations import bestsellers, popularity, ranked_catalogue
 
 COLUMNS = ["customer_id", "expires_on", "days_left", "coupon_count", "coupon_list", "products"]
@@ -39,7 +40,7 @@ def due_coupons(coupons: pd.DataFrame, as_of: date, tz: ZoneInfo, days_before: S
         ~coupons["used"].astype(bool) & coupons["customer_id"].notna() & coupons["expires_at"].notna()
     ]
     live = live.copy()
-    live["expires_on"] = live["expires_at"].dt.tz_localize("UTC").dt.tz_convert(tz).dt.date
+    live["expires_on"] = local_dates(live["expires_at"], tz)
     live["days_left"] = [(d - as_of).days for d in live["expires_on"]]
     due = live[live["days_left"].isin([int(d) for d in days_before])].copy()
     due["customer_id"] = due["customer_id"].astype(int)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from segments.local_time import local_to_utc
+
 
 def new_products(products: pd.DataFrame, as_of: date, tz: ZoneInfo, days: int, limit: int) -> list[int]:
     """Newest in-stock products added in the `days` local days up to `as_of`."""
-    start = datetime.combine(as_of - timedelta(days=days - 1), time.min, tzinfo=tz)
-    start_utc = start.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+    start_utc = local_to_utc(as_of - timedelta(days=days - 1), tz)
     fresh = products[(products["created_at"] >= start_utc) & products["in_stock"]]
     fresh = fresh.sort_values(["created_at", "id"], ascending=[False, True])
     return fresh["id"].head(limit).astype(int).tolist()

@@ -8,12 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from segments.local_time import local_dates
 from segments.recommendations import bestsellers, popularity, ranked_catalogue, related_products
-
-
-def local_dates(stamps: pd.Series, tz: ZoneInfo) -> pd.Series:
-    """Naive-UTC timestamps -> local calendar dates in `tz`."""
-    return stamps.dt.tz_localize("UTC").dt.tz_convert(tz).dt.date
 
 
 def wakeup_candidates(orders: pd.DataFrame, as_of: date, tz: ZoneInfo, days: Sequence[int]) -> pd.DataFrame:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import Engine, Select, and_, case, func, select
 
+from segments.local_time import local_to_utc
 from shopmail import shop_schema as s
 
 STATUS_COLUMNS = {status: f"{status}_at" for status in s.ORDER_STATUSES}
@@ -16,8 +17,7 @@ STATUS_COLUMNS = {status: f"{status}_at" for status in s.ORDER_STATUSES}
 
 def day_end_utc(as_of: date, tz: ZoneInfo) -> datetime:
     """End of the local day `as_of` (exclusive) as naive UTC."""
-    local = datetime.combine(as_of + timedelta(days=1), time.min, tzinfo=tz)
-    return local.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+    return local_to_utc(as_of + timedelta(days=1), tz)
 
 
 def _orders_query(since: datetime, until: datetime) -> Select:
