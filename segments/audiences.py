@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,11 +29,22 @@ AUDIENCES: dict[str, AudienceBuilder] = {
 
 
 def build_audience(
-    name: str, frames: dict[str, pd.DataFrame], as_of: date, tz: ZoneInfo, params: dict[str, Any]
+    name: str,
+    frames: dict[str, pd.DataFrame],
+    as_of: date,
+    tz: ZoneInfo,
+    params: dict[str, Any],
+    window: tuple[datetime, datetime] | None = None,
 ) -> pd.DataFrame:
-    """Run the named builder; it returns one row per recipient with at least `customer_id`."""
+    """Run the named builder; it returns one row per recipient with at least `customer_id`.
+
+    `window` (naive UTC [since, until)) is given to event-driven builders (polled service mails);
+    without it they take the whole shop-local day `as_of`.
+    """
     if name not in AUDIENCES:
         raise KeyError(f"unknown audience '{name}'; known: {', '.join(AUDIENCES)}")
+    if window is not None:
+        params = {**params, "window": window}
     audience = AUDIENCES[name](frames, as_of, tz, **params)
     if "customer_id" not in audience.columns:
         raise ValueError(f"audience '{name}' must return a customer_id column")

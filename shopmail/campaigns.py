@@ -12,7 +12,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CAMPAIGNS_DIR = Path(__file__).resolve().parent.parent / "config" / "campaigns"
-KNOWN_DATASETS = ("customers", "orders", "order_items", "products", "carts", "cart_items", "coupons")
+KNOWN_DATASETS = (
+    "customers",
+    "orders",
+    "order_items",
+    "products",
+    "carts",
+    "cart_items",
+    "coupons",
+    "password_resets",
+)
 
 
 class CampaignKind(StrEnum):
@@ -20,6 +29,19 @@ class CampaignKind(StrEnum):
     trigger = "trigger"
     occasion = "occasion"
     mass = "mass"
+
+
+class CouponPolicy(BaseModel):
+    """A personal single-use coupon issued with each mail of the campaign (code in the template as
+    `coupon.code`). Issued into the shop's `coupons` table and recorded in the state DB, once per mail."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float = Field(gt=0, description="Discount: percent when `percent`, else money.")
+    percent: bool = True
+    valid_days: int = Field(14, ge=1, le=365, description="Days from issue until it expires.")
+    prefix: str = Field("SM", pattern=r"^[A-Z0-9]{1,8}$", description="Code prefix, e.g. BDAY.")
+    note: str = ""
 
 
 class Campaign(BaseModel):
@@ -40,6 +62,12 @@ class Campaign(BaseModel):
     datasets: tuple[str, ...] = ("customers",)
     history_days: int = Field(365, ge=1, le=3650, description="How far back orders are read.")
     params: dict[str, Any] = Field(default_factory=dict)
+    polled: bool = Field(
+        False,
+        description="Service mail driven by the poller: sent for events since the last watermark.",
+    )
+    segment: str | None = Field(None, description="Default segment (config/segments.toml); mass runs.")
+    coupon: CouponPolicy | None = None
     utm_campaign: str | None = None
     categories: tuple[str, ...] = ()
 

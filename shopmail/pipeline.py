@@ -6,7 +6,7 @@ The Prefect tasks in `tasks/` wrap these; `shopmail preview` calls them directly
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -76,9 +76,10 @@ def select_recipients(
     settings: Settings,
     state: Engine,
     quarantined_ids: set[int],
+    window: tuple[datetime, datetime] | None = None,
 ) -> Selection:
     """Audience rule, then quarantine / address / consent / suppression / already-sent filters."""
-    audience = build_audience(campaign.audience, frames, as_of, settings.tz, campaign.params)
+    audience = build_audience(campaign.audience, frames, as_of, settings.tz, campaign.params, window)
     recipients = attach_customers(campaign, audience, frames["customers"])
     eligible, skipped = eligibility(
         recipients,

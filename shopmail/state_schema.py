@@ -11,6 +11,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -108,4 +109,28 @@ customer_unsubscribes = Table(
     Column("campaign", String(64), nullable=False),  # the campaign whose link was used
     Column("created_at", DateTime, nullable=False),
     Column("source", String(64), nullable=False),
+)
+
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("name", String(64), primary_key=True),  # e.g. "service:order_shipped"
+    Column("value", DateTime, nullable=False),  # naive UTC: events before it were handled
+    Column("updated_at", DateTime, nullable=False),
+)
+
+issued_coupons = Table(
+    "issued_coupons",
+    metadata,
+    Column("code", String(40), primary_key=True),
+    Column("campaign", String(64), nullable=False),
+    Column("customer_id", Integer, nullable=False),
+    Column("message_key", String(64), nullable=False),  # the mail that carries it: one coupon per mail
+    Column("value", Numeric(12, 2), nullable=False),
+    Column("percent", Boolean, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Column("run_id", String(64)),
+    Column("issued_at", DateTime, nullable=False),
+    UniqueConstraint("message_key", name="uq_issued_coupons_message_key"),
+    Index("ix_issued_coupons_customer", "customer_id"),
 )
