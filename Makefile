@@ -1,4 +1,5 @@
-# Shopmail: `make demo` runs the wake-up campaign on the embedded demo shop; `make test` runs the tests.
+# Shopmail: `make demo [DATE=2026-03-08]` runs a whole day's schedule on the embedded demo shop;
+# `make test` runs the tests.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/shopmail demo
+	$(VENV)/bin/shopmail demo $(if $(DATE),--as-of $(DATE))
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

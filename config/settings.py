@@ -72,6 +72,24 @@ class Settings(BaseSettings):
     )
     workers: int = Field(2, ge=1, le=64, description="Processes for task_runner=processes.")
     send_batch_size: int = Field(1000, ge=1, le=1000, description="Recipients per send task.")
+    approval_factor: float = Field(
+        3.0, gt=1, le=100, description="Pause a mass/occasion send for approval above this x the median."
+    )
+    approval_min_audience: int = Field(
+        500, ge=0, description="Audiences below this never need approval (small days vary a lot)."
+    )
+    approval_max_audience: int | None = Field(
+        None, ge=1, description="Always ask for approval above this many recipients."
+    )
+    approval_timeout_s: int = Field(
+        3600, ge=10, le=7 * 86400, description="A paused send not approved in time ends with nothing sent."
+    )
+    poll_overlap_minutes: int = Field(
+        10, ge=0, le=1440, description="Service poller re-reads this much before its watermark."
+    )
+    poll_first_lookback_minutes: int = Field(
+        60, ge=1, le=7 * 1440, description="How far back the service poller looks on its first run."
+    )
 
     sender_email: str = Field("shop@example.ru", description="From address.")
     sender_name: str = Field("Демо-магазин", description="From name.")
@@ -91,6 +109,11 @@ class Settings(BaseSettings):
     )
     unsubscribe_secret: SecretStr = Field(
         SecretStr("dev-only-change-me"), description="HMAC key for unsubscribe tokens (a secret)."
+    )
+    coupon_secret: SecretStr = Field(
+        SecretStr("dev-only-change-me-coupons"),
+        description="HMAC key that makes personal coupon codes unguessable (a secret; changing it "
+        "changes the codes of mails not yet sent).",
     )
     sendgrid_webhook_public_key: SecretStr | None = Field(
         None,

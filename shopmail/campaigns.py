@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import string
 import tomllib
+from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CAMPAIGNS_DIR = Path(__file__).resolve().parent.parent / "config" / "campaigns"
@@ -77,6 +79,16 @@ class Campaign(BaseModel):
         unknown = set(value) - set(KNOWN_DATASETS)
         if unknown:
             raise ValueError(f"unknown datasets {sorted(unknown)}; known: {KNOWN_DATASETS}")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                CronSim(value, datetime(2026, 1, 1))
+            except CronSimError as exc:
+                raise ValueError(f"bad cron '{value}': {exc}") from exc
         return value
 
     @field_validator("occasion_key")

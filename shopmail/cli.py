@@ -94,17 +94,42 @@ def run(
     as_of: AsOf = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Select and render only.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Send to at most this many.")] = None,
+    segment: Annotated[str | None, typer.Option(help="Only customers of this segment.")] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Approve an unusually large audience in advance.")
+    ] = False,
 ) -> None:
     """Run one campaign now through the Prefect flow."""
     from flows.campaign import configured_campaign_flow
     from shopmail.campaigns import get_campaign
 
     get_campaign(campaign)  # clear error for an unknown name
-    report = configured_campaign_flow()(campaign=campaign, as_of=_day(as_of), dry_run=dry_run, limit=limit)
+    report = configured_campaign_flow()(
+        campaign=campaign,
+        as_of=_day(as_of),
+        dry_run=dry_run,
+        limit=limit,
+        segment=segment,
+        preapproved=yes,
+    )
     _print_report(report)
     settings = get_settings()
     if settings.mail_provider == "outbox" and not dry_run:
         console.print(f"Outbox: {settings.outbox_path}")
+
+
+@app.command()
+def poll(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Select and render only.")] = False,
+) -> None:
+    """Run the service-mail poller once (what its deployment does every 5 minutes)."""
+    from flows.service_poller import service_poller
+
+    reports = service_poller(dry_run=dry_run)
+    if not reports:
+        console.print("No service mails due.")
+    for report in reports.values():
+        _print_report(report)
 
 
 @app.command()
@@ -148,6 +173,9 @@ def preview(
 def history(
     campaign: Annotated[str | None, typer.Argument(help="Only this campaign.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    idle_polls: Annotated[
+        bool, typer.Option("--idle-polls", help="Also service polls that sent nothing.")
+    ] = False,
 ) -> None:
     """Recent runs from the state DB."""
     from shopmail import state_db
@@ -165,7 +193,7 @@ def history(
         "failed",
         "quarantined",
     )
-    for r in state_db.recent_runs(state, campaign, limit):
+    for r in state_db.recent_runs(state, campaign, limit, idle_polls):
         table.add_row(
             f"{r['started_at']:%Y-%m-%d %H:%M}",
             r["campaign"],
@@ -222,16 +250,44 @@ def feedback_app(
     serve(get_settings(), host=host, port=port)
 
 
+def _ensure_demo_shop(day: date, customers: int) -> None:
+    """(Re)generate the embedded demo shop when it is missing or was made for another day/size."""
+    import json
+
+    settings = get_settings()
+    marker = settings.data_dir / "demo_shop.json"
+    wanted = {"today": day.isoformat(), "customers": customers, "seed": 42}
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        return
+    demo_data(customers=customers, seed=42, today=datetime.combine(day, datetime.min.time()))
+    marker.write_text(json.dumps(wanted))
+
+
+def _print_day(day: date, results: dict[str, dict[str, int | str]]) -> None:
+    columns = ("audience", "eligible", "sent", "skipped", "failed", "quarantined")
+    table = Table("campaign", "status", *columns, title=f"Daily schedule for {day.isoformat()}")
+    for name, counts in results.items():
+        table.add_row(
+            name, str(counts["status"]), *(f"{counts.get(c, '-'):,}" if c in counts else "-" for c in columns)
+        )
+    console.print(table)
+
+
 @app.command()
 def demo(
     customers: Annotated[int, typer.Option(min=10, help="Demo shop size.")] = 5000,
-    campaign: Annotated[str, typer.Option(help="Campaign to run.")] = "wakeup",
+    as_of: AsOf = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Select and render only.")] = False,
 ) -> None:
-    """Generate the demo shop and run a campaign into the local outbox."""
+    """Run a whole day's schedule (every campaign due that day) on the demo shop into the outbox."""
+    from flows.daily_schedule import daily_schedule
+
     settings = get_settings()
+    day = _day(as_of) or datetime.now(settings.tz).date()
     if settings.shop_db_url is None:
-        demo_data(customers=customers, seed=42, today=None)
-    run(campaign=campaign, as_of=None, dry_run=False, limit=None)
+        _ensure_demo_shop(day, customers)
+    results = daily_schedule(as_of=day, dry_run=dry_run, preapproved=True)
+    _print_day(day, results)
     outbox = settings.outbox_path
     if settings.mail_provider == "outbox" and outbox.exists():
         files = sorted(outbox.glob("*.eml"))

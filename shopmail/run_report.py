@@ -34,6 +34,9 @@ class RunReport:
     errors: list[str] = field(default_factory=list)
     sample: OutgoingMail | None = None
     variants: dict[str, int] = field(default_factory=dict)
+    segment: str | None = None
+    window: list[str] | None = None  # polled service mails: [since, until) naive UTC, ISO
+    approval: str = ""  # why the send needed approval and who decided what
 
     def title(self) -> str:
         mode = "dry run" if self.dry_run else "send"
@@ -52,6 +55,10 @@ class RunReport:
 
     def details(self) -> dict[str, Any]:
         return {
+            "eligible": self.eligible,
+            "segment": self.segment,
+            "window": self.window,
+            "approval": self.approval,
             "skipped_by_reason": self.skipped,
             "outcomes": dict(self.outcomes),
             "variants": self.variants,

@@ -12,7 +12,7 @@ from alembic.config import Config
 from sqlalchemy import ColumnElement, Engine, func, insert, select
 
 from shopmail.db import get_engine
-from shopmail.state_schema import quarantined_rows, run_summaries, suppressions
+from shopmail.state_schema import quarantined_rows, run_summaries, suppressions, watermarks
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _migrated: set[str] = set()
@@ -103,10 +103,18 @@ def finish_run(engine: Engine, run_id: str, status: str, counts: dict[str, int],
         )
 
 
-def recent_runs(engine: Engine, campaign: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+IDLE_POLLS = (run_summaries.c.campaign == "service_poller") & (run_summaries.c.audience == 0)
+
+
+def recent_runs(
+    engine: Engine, campaign: str | None = None, limit: int = 20, idle_polls: bool = False
+) -> list[dict[str, Any]]:
+    """Newest runs first; service-poller runs that found nothing are left out unless `idle_polls`."""
     query = select(run_summaries).order_by(run_summaries.c.started_at.desc()).limit(limit)
     if campaign:
         query = query.where(run_summaries.c.campaign == campaign)
+    if not idle_polls:
+        query = query.where(~IDLE_POLLS)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
 
@@ -126,3 +134,39 @@ def count_quarantined(engine: Engine, run_id: str) -> int:
         return conn.execute(
             select(func.count()).select_from(quarantined_rows).where(quarantined_rows.c.run_id == run_id)
         ).scalar_one()
+
+
+def recent_audiences(engine: Engine, campaign: str, limit: int = 10) -> list[int]:
+    """Eligible audience sizes of the campaign's last completed sending runs (newest first)."""
+    query = (
+        select(run_summaries.c.details, run_summaries.c.audience)
+        .where(
+            run_summaries.c.campaign == campaign,
+            run_summaries.c.status == "completed",
+            run_summaries.c.dry_run.is_(False),
+        )
+        .order_by(run_summaries.c.started_at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [int((details or {}).get("eligible", audience)) for details, audience in rows]
+
+
+def get_watermark(engine: Engine, name: str) -> datetime | None:
+    """Naive UTC time before which the named event stream is handled, or None."""
+    with engine.connect() as conn:
+        return conn.execute(select(watermarks.c.value).where(watermarks.c.name == name)).scalar()
+
+
+def set_watermark(engine: Engine, name: str, value: datetime) -> None:
+    """Move the watermark forward (never back)."""
+    now = utcnow()
+    with engine.begin() as conn:
+        current = conn.execute(select(watermarks.c.value).where(watermarks.c.name == name)).scalar()
+        if current is None:
+            conn.execute(insert(watermarks).values(name=name, value=value, updated_at=now))
+        elif value > current:
+            conn.execute(
+                watermarks.update().where(watermarks.c.name == name).values(value=value, updated_at=now)
+            )

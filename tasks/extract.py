@@ -20,3 +20,11 @@ def extract_shop_data(campaign: Campaign, as_of: date) -> dict[str, pd.DataFrame
     settings = get_settings()
     engine = get_engine(settings.shop_url_resolved)
     return extract(engine, campaign.datasets, as_of, settings.tz, campaign.history_days)
+
+
+@task(name="extract-shop-data", retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NONE)
+def extract_datasets(datasets: list[str], as_of: date, history_days: int) -> dict[str, pd.DataFrame]:
+    """Read the named datasets once for several campaigns (the service poller)."""
+    settings = get_settings()
+    engine = get_engine(settings.shop_url_resolved)
+    return extract(engine, datasets, as_of, settings.tz, history_days)

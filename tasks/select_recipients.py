@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import pandas as pd
 from prefect import task
@@ -16,9 +16,16 @@ from shopmail.pipeline import Selection, select_recipients
 
 @task(name="select-recipients", retries=2, retry_delay_seconds=5, cache_policy=NONE)
 def select_recipients_task(
-    campaign: Campaign, frames: dict[str, pd.DataFrame], as_of: date, quarantined_ids: set[int]
+    campaign: Campaign,
+    frames: dict[str, pd.DataFrame],
+    as_of: date,
+    quarantined_ids: set[int],
+    segment: str | None = None,
+    window: tuple[datetime, datetime] | None = None,
 ) -> Selection:
-    """Audience rule, consent, quarantine, suppressions and the already-sent ledger."""
+    """Audience rule (within `segment`; polled mails within `window`), consent, quarantine,
+    suppressions and the already-sent ledger."""
     settings = get_settings()
     state = state_db.upgrade(settings.state_url_resolved)
-    return select_recipients(campaign, frames, as_of, settings, state, quarantined_ids)
+    extra = {"segment": segment} if segment else {}
+    return select_recipients(campaign, frames, as_of, settings, state, quarantined_ids, window, **extra)

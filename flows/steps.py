@@ -1,0 +1,191 @@
+"""Steps shared by the flows (campaign, service poller); each runs inside a flow run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger, unmapped
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from pydantic import Field
+from sqlalchemy import Engine
+
+from config.settings import Settings
+from shopmail import state_db
+from shopmail.approval import needs_approval
+from shopmail.campaigns import Campaign
+from shopmail.pipeline import MailComposer, Selection, product_lookup
+from shopmail.rendering import TemplateError
+from shopmail.run_report import RunReport, redact_tokens
+from tasks.record import record_run
+from tasks.send import SendingPaused, send_batch
+from tasks.validate import DataCheckFailed, drop_quarantined, validate_shop_data
+
+APPROVAL_POLL_S = 3  # how often a paused run checks for the marketer's answer
+
+
+class TemplateCheckFailed(RuntimeError):
+    """The template failed on sample recipients: nothing is sent."""
+
+
+class SendNotApproved(RuntimeError):
+    """The audience needed approval and was rejected (or nobody answered in time)."""
+
+
+class Approval(RunInput):
+    """What the marketer answers in the Prefect UI when a send is paused for approval."""
+
+    approve: bool = Field(False, description="Tick to send to this audience; leave unticked to cancel.")
+    note: str = Field("", max_length=500, description="Why (kept in the run history).")
+
+
+def check_data(
+    frames: dict[str, pd.DataFrame], state: Engine, report: RunReport
+) -> tuple[dict[str, pd.DataFrame], set[int]]:
+    """Great Expectations gate: record quarantined rows; stop the run if a check failed."""
+    gate = validate_shop_data(frames)
+    report.checks_markdown = gate.markdown()
+    report.quarantined = state_db.record_quarantine(
+        state,
+        report.run_id,
+        [
+            {"table_name": ds, "row_key": str(key), "check_name": ",".join(checks)[:128]}
+            for ds, rows in gate.quarantine.items()
+            for key, checks in rows.items()
+        ],
+    )
+    if not gate.success:
+        report.problem = f"Data checks failed, nothing sent: {gate.failure_text()}"
+        record_run(report, "blocked")
+        raise DataCheckFailed(report.problem)
+    return drop_quarantined(frames, gate), {int(k) for k in gate.quarantined_keys("customers")}
+
+
+def preflight(composer: MailComposer, selection: Selection) -> list:
+    """Render one recipient of each (variant, language) group; any error stops the run."""
+    eligible = selection.eligible
+    if eligible.empty:
+        return []
+    keys = [c for c in ("variant", "language") if c in eligible.columns]
+    firsts = eligible.groupby(keys, dropna=False, sort=False).head(1) if keys else eligible.head(1)
+    return [composer.compose(row) for row in firsts.to_dict("records")]
+
+
+def batches(selection: Selection, size: int, limit: int | None) -> list[list[dict]]:
+    rows = selection.eligible.head(limit) if limit else selection.eligible
+    records = rows.to_dict("records")
+    return [records[i : i + size] for i in range(0, len(records), size)]
+
+
+def approval_request(report: RunReport, reason: str) -> str:
+    """Markdown shown on the paused run: why, the counts, and the sample mail (tokens redacted)."""
+    lines = [f"## Approve {report.title()}?", "", f"**Why this needs approval:** {reason}.", ""]
+    lines += ["| measure | count |", "|---|---:|"]
+    lines += [f"| {k} | {v:,} |" for k, v in report.counts().items() if k != "sent"]
+    lines += [f"| skipped: {k} | {v:,} |" for k, v in sorted(report.skipped.items())]
+    lines += [f"| variant: {k} | {v:,} |" for k, v in sorted(report.variants.items())]
+    if report.sample is not None:
+        lines += ["", f"**Sample subject:** {report.sample.subject}", "", "```text"]
+        lines += [redact_tokens(report.sample.text)[:3000], "```"]
+    return "\n".join(lines)
+
+
+def approve_send(spec: Campaign, report: RunReport, settings: Settings, state: Engine) -> None:
+    """Pause for a marketer's decision when the audience size is anomalous; raise if not approved."""
+    decision = needs_approval(
+        spec.kind,
+        report.eligible,
+        state_db.recent_audiences(state, spec.name),
+        settings.approval_factor,
+        settings.approval_min_audience,
+        settings.approval_max_audience,
+    )
+    if not decision.needed:
+        return
+    logger = get_run_logger()
+    logger.warning("%s: %s; waiting for approval in the Prefect UI", report.title(), decision.reason)
+    try:
+        answer = pause_flow_run(
+            wait_for_input=Approval.with_initial_data(
+                description=approval_request(report, decision.reason), approve=False
+            ),
+            timeout=settings.approval_timeout_s,
+            poll_interval=APPROVAL_POLL_S,
+            key="audience-approval",
+        )
+    except FlowPauseTimeout:
+        answer = None
+    if answer is None or not answer.approve:
+        why = "not approved in time" if answer is None else f"rejected: {answer.note or 'no note'}"
+        report.approval = f"{decision.reason}; {why}"
+        report.problem = f"Send not approved, nothing sent ({report.approval})"
+        record_run(report, "rejected")
+        raise SendNotApproved(report.problem)
+    report.approval = f"{decision.reason}; approved: {answer.note or 'no note'}"
+    logger.info("approved: %s", answer.note or "no note")
+
+
+def send_selection(
+    spec: Campaign,
+    selection: Selection,
+    frames: dict[str, pd.DataFrame],
+    report: RunReport,
+    settings: Settings,
+    state: Engine,
+    *,
+    dry_run: bool,
+    limit: int | None,
+    preapproved: bool = False,
+) -> RunReport:
+    """Preflight render, approval guard, batched exactly-once send, record."""
+    report.audience = selection.audience_size
+    report.eligible = len(selection.eligible)
+    report.skipped = selection.skipped_by_reason()
+    if "variant" in selection.eligible.columns:
+        report.variants = {str(k): int(v) for k, v in selection.eligible["variant"].value_counts().items()}
+
+    products = product_lookup(frames["products"]) if "products" in frames else {}
+    try:
+        samples = preflight(MailComposer(spec, settings, products), selection)
+    except TemplateError as exc:
+        report.problem = f"Template check failed, nothing sent: {exc}"
+        record_run(report, "blocked")
+        raise TemplateCheckFailed(report.problem) from exc
+    report.sample = samples[0] if samples else None
+
+    if dry_run:
+        report.outcomes["would_send"] = min(report.eligible, limit or report.eligible)
+        record_run(report, "completed")
+        return report
+    if not preapproved:
+        approve_send(spec, report, settings, state)
+
+    work = batches(selection, settings.send_batch_size, limit)
+    futures = send_batch.map(
+        rows=work, campaign=unmapped(spec), products=unmapped(products), run_id=unmapped(report.run_id)
+    )
+    failed_batches = 0
+    for future in futures:
+        try:
+            outcome = future.result()
+        except Exception as exc:  # the batch stays pending/failed in the ledger: next run resends
+            failed_batches += 1
+            report.errors.append(f"batch failed: {type(exc).__name__}: {exc}")
+            continue
+        report.outcomes.update(outcome.counts)
+        report.errors.extend(outcome.errors)
+        report.problem = outcome.paused or report.problem
+    status = "paused" if report.problem else "completed" if not failed_batches else "failed"
+    record_run(report, status)
+    if report.problem:
+        raise SendingPaused(report.problem)
+    if failed_batches:
+        raise RuntimeError(f"{failed_batches} of {len(work)} batches failed; rerun to resume")
+    return report
+
+
+def plain_params(value: Any) -> Any:
+    """A flow parameter as a plain value (enums from the UI arrive as enum members)."""
+    return getattr(value, "value", value)
