@@ -44,19 +44,22 @@ def _run_name() -> str:
 @flow(name="campaign", flow_run_name=_run_name, log_prints=True)
 def campaign_flow(
     campaign: CampaignName,  # type: ignore[valid-type]
-    as_of: Annotated[
-        date | None, Field(description="Day to run for (shop time zone); empty = today.")
-    ] = None,
-    dry_run: Annotated[bool, Field(description="Select and render only; send nothing.")] = False,
-    limit: Annotated[int | None, Field(ge=1, le=10_000_000, description="Send to at most this many.")] = None,
-    segment: Annotated[
-        str | None, Field(description="Only customers of this segment (config/segments.toml).")
-    ] = None,
-    preapproved: Annotated[
-        bool, Field(description="Skip the pause for approval of an unusually large audience.")
-    ] = False,
+    as_of: date | None = None,
+    dry_run: bool = False,
+    limit: Annotated[int | None, Field(ge=1, le=10_000_000)] = None,
+    segment: str | None = None,
+    preapproved: bool = False,
 ) -> RunReport:
-    """Run one campaign of the registry for one day."""
+    """Run one campaign of the registry for one day.
+
+    Args:
+        campaign: The campaign to run (config/campaigns/).
+        as_of: The shop day to run for (shop time zone); empty = today. A past day backfills it.
+        dry_run: Select and render only: nothing is sent, nothing is written to the send ledger.
+        limit: Send to at most this many recipients (the rest go on the next run).
+        segment: Only customers of this segment (config/segments.toml); empty = the campaign's default.
+        preapproved: Skip the pause for approval of an unusually large audience.
+    """
     settings = get_settings()
     spec = get_campaign(str(plain_params(campaign)))
     day = as_of or today_in_shop()

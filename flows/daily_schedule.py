@@ -9,11 +9,9 @@ mail unique, so running a day twice sends nothing new.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from pydantic import Field
 
 from config.settings import get_settings
 from flows.campaign import configured_campaign_flow
@@ -37,12 +35,19 @@ def campaigns_due(day: date, include_service: bool = True) -> list[Campaign]:
 
 @flow(name="daily-schedule", flow_run_name=_run_name, log_prints=True)
 def daily_schedule(
-    as_of: Annotated[date | None, Field(description="Shop day to run; empty = today.")] = None,
-    dry_run: Annotated[bool, Field(description="Select and render only; send nothing.")] = False,
-    include_service: Annotated[bool, Field(description="Also the polled service mails, whole day.")] = True,
-    preapproved: Annotated[bool, Field(description="Skip approval pauses (large audiences).")] = False,
+    as_of: date | None = None,
+    dry_run: bool = False,
+    include_service: bool = True,
+    preapproved: bool = False,
 ) -> dict[str, dict[str, int | str]]:
-    """Run each campaign due on the day; one campaign's failure does not stop the others."""
+    """Run each campaign due on the day; one campaign's failure does not stop the others.
+
+    Args:
+        as_of: The shop day to run (backfill a missed day); empty = today.
+        dry_run: Select and render only; send nothing.
+        include_service: Also the polled service mails, over the whole day.
+        preapproved: Skip the approval pauses for unusually large audiences.
+    """
     logger = get_run_logger()
     day = as_of or datetime.now(get_settings().tz).date()
     run = configured_campaign_flow()

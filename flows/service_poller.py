@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from pydantic import Field
 
 from config.settings import get_settings
 from flows.steps import check_data, send_selection
@@ -50,15 +48,13 @@ def _run_name() -> str:
 
 
 @flow(name="service-poller", flow_run_name=_run_name, log_prints=True)
-def service_poller(
-    dry_run: Annotated[
-        bool, Field(description="Select and render only; send nothing, keep watermarks.")
-    ] = False,
-    campaigns: Annotated[
-        list[str] | None, Field(description="Only these polled campaigns (empty = all).")
-    ] = None,
-) -> dict[str, RunReport]:
-    """Send every polled service mail due since the last poll."""
+def service_poller(dry_run: bool = False, campaigns: list[str] | None = None) -> dict[str, RunReport]:
+    """Send every polled service mail due since the last poll.
+
+    Args:
+        dry_run: Select and render only; send nothing and leave the watermarks where they are.
+        campaigns: Only these polled campaigns (empty = all).
+    """
     logger = get_run_logger()
     settings = get_settings()
     specs = polled_campaigns(campaigns)
@@ -79,7 +75,7 @@ def service_poller(
         mark = state_db.get_watermark(state, watermark_name(spec.name))
         window = poll_window(mark, until, settings.poll_overlap_minutes, settings.poll_first_lookback_minutes)
         selection = select_recipients_task(spec, frames, day, quarantined_ids, window=window)
-        if selection.audience_size:
+        if len(selection.eligible):  # re-read events (overlap) that all went out: no run to record
             run_id = str(uuid.uuid5(uuid.UUID(parent), spec.name))
             state_db.start_run(state, run_id, spec.name, day, dry_run)
             report = RunReport(

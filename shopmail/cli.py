@@ -209,6 +209,120 @@ def history(
     console.print(table)
 
 
+@app.command()
+def segment(
+    name: Annotated[str | None, typer.Argument(help="Segment name (config/segments.toml).")] = None,
+    list_segments: Annotated[bool, typer.Option("--list", help="List the segments.")] = False,
+    as_of: AsOf = None,
+    sample: Annotated[int, typer.Option(min=0, max=1000, help="Members to show.")] = 10,
+    history_days: Annotated[
+        int, typer.Option(min=1, max=3650, help="Days of orders the features read.")
+    ] = 365,
+) -> None:
+    """Preview a segment: definition, size, share of the base, a sample (no e-mail addresses)."""
+    from segments.rules import SegmentError, load_segments
+
+    catalogue = load_segments()
+    if list_segments or name is None:
+        table = Table("name", "title", "reads", "description", title="Segments (config/segments.toml)")
+        for n in catalogue.names():
+            s = catalogue.get(n)
+            table.add_row(n, s.title, ", ".join(catalogue.fields(n)), s.description)
+        console.print(table)
+        return
+    from segments.segment_preview import preview_segment
+    from shopmail.db import get_engine
+    from shopmail.extract import extract
+
+    settings = get_settings()
+    day = _day(as_of) or datetime.now(settings.tz).date()
+    try:
+        datasets = catalogue.datasets(name)
+    except SegmentError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    frames = extract(get_engine(settings.shop_url_resolved), datasets, day, settings.tz, history_days)
+    shown = preview_segment(name, frames, day, settings.tz, sample)
+    console.print(f"[bold]{shown.name}[/]: {shown.title}", highlight=False)
+    if shown.description:
+        console.print(shown.description, highlight=False)
+    console.print("\n".join(shown.definition), markup=False, highlight=False)
+    console.print(
+        f"As of {day}: {shown.size:,} of {shown.base:,} customers ({shown.share:.1%}), "
+        f"{shown.subscribed:,} with marketing consent",
+        highlight=False,
+    )
+    if len(shown.sample):
+        table = Table("id", "first name", "city", "spend", "RFM", title=f"Sample of {len(shown.sample)}")
+        for r in shown.sample.to_dict("records"):
+            spend = r["total_spend"]
+            table.add_row(
+                str(r["customer_id"]),
+                r["first_name"] or "-",
+                r["city"] if isinstance(r["city"], str) else "-",
+                "-" if spend is None or spend != spend else f"{spend:,.0f}",  # None / NaN
+                str(r["rfm_label"] or "-"),
+            )
+        console.print(table)
+
+
+@app.command()
+def why(
+    customer_id: Annotated[int, typer.Argument(help="Customer id.")],
+    run_id: Annotated[str | None, typer.Option("--run", help="Run id (the Prefect flow run id).")] = None,
+    campaign: Annotated[
+        str | None, typer.Option(help="Explain the customer's most recent mail of this campaign.")
+    ] = None,
+) -> None:
+    """Why a customer got (or did not get) a run's mail: segment rule on their values, ledger."""
+    from segments.segment_snapshot import explain, latest_run_for
+    from shopmail import state_db
+
+    settings = get_settings()
+    state = state_db.upgrade(settings.state_url_resolved)
+    if run_id is None:
+        if campaign is None:
+            console.print("[red]Give --run RUN_ID or --campaign NAME.[/]")
+            raise typer.Exit(2)
+        run_id = latest_run_for(state, customer_id, campaign)
+        if run_id is None:
+            console.print(f"[yellow]No '{campaign}' mail in the ledger for customer {customer_id}.[/]")
+            raise typer.Exit(1)
+    console.print(explain(customer_id, run_id, data_dir=settings.data_dir, state=state).text(), markup=False)
+
+
+@app.command()
+def deployments(
+    write: Annotated[Path | None, typer.Option(help="Write prefect.yaml here.")] = None,
+    pool: Annotated[str, typer.Option(help="Work pool for prefect.yaml.")] = "shopmail",
+) -> None:
+    """The deployments generated from the campaign registry (and `prefect.yaml` for work pools)."""
+    from flows.deploy import deployment_specs, prefect_yaml
+
+    if write:
+        write.write_text(prefect_yaml(pool), encoding="utf-8")
+        console.print(f"Wrote {write} (work pool '{pool}'); deploy with `prefect deploy --all`.")
+        return
+    tz = get_settings().timezone
+    table = Table("deployment", "schedule", "parameters", "tags", title=f"Deployments (cron in {tz})")
+    for spec in deployment_specs():
+        params = ", ".join(f"{k}={v}" for k, v in spec.parameters.items())
+        table.add_row(spec.name, spec.cron or "manual", params, ", ".join(spec.tags))
+    console.print(table)
+
+
+@app.command()
+def serve() -> None:
+    """Serve every deployment from this process (needs a Prefect server: PREFECT_API_URL)."""
+    from prefect import serve as prefect_serve
+
+    from flows.deploy import runner_deployments
+
+    if not os.environ.get("PREFECT_API_URL"):
+        console.print("[yellow]PREFECT_API_URL is not set: start `prefect server start` and export it.[/]")
+    prefect_serve(*runner_deployments(), limit=get_settings().workers * 2)
+
+
 @app.command("sendgrid-sink")
 def sendgrid_sink(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
