@@ -7,8 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.secrets import SECRET_FIELDS, load_secret_blocks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".shopmail"
@@ -120,6 +122,19 @@ class Settings(BaseSettings):
         description="SendGrid Event Webhook verification key (base64 DER, from the signed-webhook "
         "settings); without it the webhook endpoint rejects every request.",
     )
+
+    secret_blocks: bool = Field(
+        False, description="Read secrets missing from the environment from Prefect Secret blocks."
+    )
+
+    @model_validator(mode="after")
+    def _secrets_from_blocks(self) -> Settings:
+        if not self.secret_blocks:
+            return self
+        missing = [f for f in SECRET_FIELDS if f not in self.model_fields_set]
+        for field, value in load_secret_blocks(missing).items():
+            object.__setattr__(self, field, SecretStr(str(value)))
+        return self
 
     @field_validator("timezone")
     @classmethod
