@@ -92,6 +92,22 @@ class Settings(BaseSettings):
     poll_first_lookback_minutes: int = Field(
         60, ge=1, le=7 * 1440, description="How far back the service poller looks on its first run."
     )
+    frequency_cap: int = Field(
+        3, ge=0, le=1000, description="Marketing mails per customer per frequency window (0: no cap)."
+    )
+    frequency_window_days: int = Field(7, ge=1, le=90, description="Days of the frequency-cap window.")
+    daily_cap: int = Field(
+        1,
+        ge=0,
+        le=100,
+        description="Marketing mails per customer per shop-local day, counting only campaigns of equal "
+        "or higher priority (0: no daily cap).",
+    )
+    quiet_hours: str = Field(
+        "21-9",
+        description="Customer-local hours without marketing mail, 'start-end' (e.g. '21-9', '22:30-8'); "
+        "mails composed then are scheduled (send_at) for the end; '' or 'off': none.",
+    )
 
     sender_email: str = Field("shop@example.ru", description="From address.")
     sender_name: str = Field("Демо-магазин", description="From name.")
@@ -140,6 +156,14 @@ class Settings(BaseSettings):
     @classmethod
     def _known_timezone(cls, value: str) -> str:
         ZoneInfo(value)  # raises for an unknown zone
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        from segments.send_time import QuietHours
+
+        QuietHours.parse(value)  # raises ValueError for a bad spec
         return value
 
     @property

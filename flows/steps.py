@@ -13,14 +13,14 @@ from pydantic import Field
 from sqlalchemy import Engine
 
 from config.settings import Settings
-from shopmail import state_db
+from shopmail import ledger, state_db
 from shopmail.approval import needs_approval
 from shopmail.campaigns import Campaign
 from shopmail.pipeline import MailComposer, Selection, product_lookup
 from shopmail.rendering import TemplateError
 from shopmail.run_report import RunReport, redact_tokens
 from tasks.record import record_run
-from tasks.send import SendingPaused, send_batch
+from tasks.send import SendingPaused, send_batch, with_db_retries
 from tasks.validate import DataCheckFailed, drop_quarantined, validate_shop_data
 
 APPROVAL_POLL_S = 3  # how often a paused run checks for the marketer's answer
@@ -127,6 +127,20 @@ def approve_send(spec: Campaign, report: RunReport, settings: Settings, state: E
     logger.info("approved: %s", answer.note or "no note")
 
 
+def record_holdout(spec: Campaign, selection: Selection, run_id: str, state: Engine) -> int:
+    """Real runs only: write the holdout group to the ledger (`holdout`, final) before anything is sent,
+    so those customers never get this occasion's mail and the report can compare them; idempotent."""
+    if selection.holdout.empty:
+        return 0
+    entries = [
+        ledger.LedgerEntry(spec.name, str(occ), int(cid))
+        for occ, cid in zip(
+            selection.holdout["occasion_key"].tolist(), selection.holdout["customer_id"].tolist(), strict=True
+        )
+    ]
+    return with_db_retries(lambda: ledger.record_holdout(state, entries, run_id))
+
+
 def send_selection(
     spec: Campaign,
     selection: Selection,
@@ -142,6 +156,7 @@ def send_selection(
     """Preflight render, approval guard, batched exactly-once send, record."""
     report.audience = selection.audience_size
     report.eligible = len(selection.eligible)
+    report.holdout = len(selection.holdout)
     report.skipped = selection.skipped_by_reason()
     if "variant" in selection.eligible.columns:
         report.variants = {str(k): int(v) for k, v in selection.eligible["variant"].value_counts().items()}
@@ -162,6 +177,7 @@ def send_selection(
     if not preapproved:
         approve_send(spec, report, settings, state)
 
+    record_holdout(spec, selection, report.run_id, state)
     work = batches(selection, settings.send_batch_size, limit)
     futures = send_batch.map(
         rows=work, campaign=unmapped(spec), products=unmapped(products), run_id=unmapped(report.run_id)

@@ -12,9 +12,17 @@ import pandas as pd
 from segments.abandoned_cart import abandoned_cart_audience
 from segments.birthday import birthday_audience
 from segments.coupon_expiry import coupon_expiry_audience
+from segments.followup import followup_basic_audience, followup_detailed_audience
 from segments.holiday import holiday_audience
+from segments.name_day import name_day_audience
 from segments.new_arrivals import new_arrivals_audience
+from segments.order_cancelled import order_cancelled_audience
+from segments.order_status import order_status_audience
+from segments.password_reset import password_reset_audience
+from segments.review_request import review_request_audience
+from segments.sale import sale_audience
 from segments.wakeup import wakeup_audience
+from segments.welcome import welcome_audience
 
 AudienceBuilder = Callable[..., pd.DataFrame]
 
@@ -25,6 +33,15 @@ AUDIENCES: dict[str, AudienceBuilder] = {
     "coupon_expiry": coupon_expiry_audience,
     "birthday": birthday_audience,
     "holiday": holiday_audience,
+    "followup_detailed": followup_detailed_audience,
+    "followup_basic": followup_basic_audience,
+    "name_day": name_day_audience,
+    "order_cancelled": order_cancelled_audience,
+    "welcome": welcome_audience,
+    "password_reset": password_reset_audience,
+    "order_status": order_status_audience,
+    "review_request": review_request_audience,
+    "sale": sale_audience,
 }
 
 

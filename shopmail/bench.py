@@ -19,13 +19,23 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
+import pandas as pd
+from sqlalchemy import Engine, select
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 from config.settings import PROJECT_ROOT, Settings  # noqa: E402
-from shopmail import state_db  # noqa: E402
+from segments.recommendations import (  # noqa: E402
+    complementary_products,
+    frequently_bought_together,
+    load_accessory_map,
+    popularity,
+    ranked_catalogue,
+)
+from shopmail import shop_schema, state_db  # noqa: E402
 from shopmail.campaigns import get_campaign  # noqa: E402
 from shopmail.data_checks import run_gate  # noqa: E402
 from shopmail.db import get_engine  # noqa: E402
@@ -125,6 +135,80 @@ def bare_http_loop(url: str, payloads: list[dict], concurrency: int) -> None:
     assert all(s == 202 for s in statuses), "the sink refused bare requests"
 
 
+# --- recommendations ---------------------------------------------------------------------------
+
+
+def recommendations_stage(engine: Engine, as_of: date, t: dict[str, float]) -> tuple[int, int]:
+    """Frequently bought together over every order item of the shop, then complementary picks
+    (bought together, then accessories by config/accessories.toml) for each customer's latest order.
+
+    Times the two computations silently (`recs: ...` in `t`, printed as one row after the table, so
+    the other rows, peak memory included, are as without it); returns (order items, orders picked for).
+    """
+    o, i = shop_schema.orders, shop_schema.order_items
+    with engine.connect() as conn:
+        orders = pd.read_sql_query(select(o.c.id, o.c.customer_id, o.c.status, o.c.created_at), conn)
+        items = pd.read_sql_query(select(i.c.order_id, i.c.product_id, i.c.qty), conn)
+        products = pd.read_sql_query(select(shop_schema.products), conn)
+    orders["created_at"] = pd.to_datetime(orders["created_at"])
+    products[["in_stock", "overstock"]] = products[["in_stock", "overstock"]].fillna(False).astype(bool)
+
+    start = time.perf_counter()
+    fbt = frequently_bought_together(items, orders)
+    t["recs: bought together"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    since = pd.Timestamp(as_of) - pd.Timedelta(days=90)
+    catalogue = ranked_catalogue(products, popularity(orders, items, since))
+    valid = orders.loc[orders["status"] != "cancelled", ["id", "customer_id", "created_at"]]
+    latest = valid.sort_values(["customer_id", "created_at", "id"])
+    latest = latest.drop_duplicates("customer_id", keep="last")
+    latest = latest.rename(columns={"id": "key"})[["customer_id", "key"]]
+    bought = items.loc[items["order_id"].isin(latest["key"]), ["order_id", "product_id"]]
+    bought = bought.rename(columns={"order_id": "key"})
+    owned = items[["order_id", "product_id"]].merge(
+        valid[["id", "customer_id"]], left_on="order_id", right_on="id"
+    )
+    owned = owned.merge(latest, on="customer_id")[["key", "product_id"]]
+    complementary_products(bought, products, catalogue, owned, fbt, load_accessory_map(), 4)
+    t["recs: complementary picks"] = time.perf_counter() - start
+    return len(items), len(latest)
+
+
+# --- segments ----------------------------------------------------------------------------------
+
+
+def segments_stage(
+    engine: Engine, frames: dict[str, pd.DataFrame], as_of: date, tz: ZoneInfo, t: dict[str, float]
+) -> str:
+    """Customer features (spend, RFM, bought brands / categories) over every order and order item of
+    the shop, then every segment of config/segments.toml. Timed silently like the recommendations (a
+    row after the table); returns the data size for that row."""
+    from segments.customer_features import customer_features
+    from segments.rules import load_segments
+
+    o, i = shop_schema.orders, shop_schema.order_items
+    with engine.connect() as conn:
+        columns = (o.c.id, o.c.customer_id, o.c.status, o.c.created_at, o.c.total)
+        orders = pd.read_sql_query(select(*columns), conn)
+        items = pd.read_sql_query(select(i.c.order_id, i.c.product_id, i.c.qty), conn)
+    orders["created_at"] = pd.to_datetime(orders["created_at"])
+    orders["total"] = orders["total"].astype("float64")
+    data = {**frames, "orders": orders, "order_items": items}  # customers and products as extracted
+    start = time.perf_counter()
+    features = customer_features(data, as_of, tz)
+    t["segments: features"] = time.perf_counter() - start
+    catalogue = load_segments()
+    start = time.perf_counter()
+    for name in catalogue.names():
+        catalogue.mask(name, features)
+    t["segments: rules"] = time.perf_counter() - start
+    return (
+        f"{len(features):,} customers / {len(orders):,} orders / {len(items):,} items, "
+        f"{len(catalogue.names())} segments"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
@@ -212,6 +296,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| send vs bare pooled httpx | {send_ratio:.0%} (target >= 80%) |")
     print(f"| send tasks for the full base | {batches:,} (+4 per run) |")
     print(f"| peak memory (this process) | {peak_rss_mb():,.0f} MB |")
+    n_items, n_picked = recommendations_stage(get_engine(settings.shop_url_resolved), AS_OF, t)
+    recs = t["recs: bought together"] + t["recs: complementary picks"]
+    print(f"| bought together over {n_items:,} order items + complementary picks for {n_picked:,} "
+          f"latest orders | {recs:.1f} s |")
+    size = segments_stage(get_engine(settings.shop_url_resolved), frames, AS_OF, settings.tz, t)
+    print(
+        f"| customer features (RFM, bought categories) + every segment, {size} | "
+        f"{t['segments: features']:.1f} s + {t['segments: rules']:.1f} s |"
+    )
 
 
 if __name__ == "__main__":

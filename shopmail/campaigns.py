@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cronsim import CronSim, CronSimError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CAMPAIGNS_DIR = Path(__file__).resolve().parent.parent / "config" / "campaigns"
 KNOWN_DATASETS = (
@@ -72,6 +72,13 @@ class Campaign(BaseModel):
     coupon: CouponPolicy | None = None
     utm_campaign: str | None = None
     categories: tuple[str, ...] = ()
+    holdout_percent: float = Field(
+        0,
+        ge=0,
+        le=50,
+        description="Percent of eligible customers (stable per customer, segments/holdout.py) who get "
+        "nothing, to measure the campaign's uplift (`shopmail report`). Marketing campaigns only.",
+    )
 
     @field_validator("datasets")
     @classmethod
@@ -80,6 +87,12 @@ class Campaign(BaseModel):
         if unknown:
             raise ValueError(f"unknown datasets {sorted(unknown)}; known: {KNOWN_DATASETS}")
         return value
+
+    @model_validator(mode="after")
+    def _holdout_marketing_only(self) -> Campaign:
+        if self.holdout_percent and not self.marketing:
+            raise ValueError("holdout_percent is for marketing campaigns only: service mails never hold out")
+        return self
 
     @field_validator("schedule")
     @classmethod

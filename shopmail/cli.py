@@ -27,8 +27,12 @@ console = Console()
 
 @app.callback()
 def _prepare() -> None:
-    """Create the local data folder (demo shop, state DB, outbox) if needed."""
-    get_settings().data_dir.mkdir(parents=True, exist_ok=True)
+    """Create the local data folder (demo shop, state DB, outbox) if needed. Without a Prefect
+    server (PREFECT_API_URL), runs use a temporary one whose database lives in the data folder."""
+    data_dir = get_settings().data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
+        os.environ["PREFECT_HOME"] = str(data_dir.resolve() / "prefect")
 
 
 AsOf = Annotated[
@@ -210,6 +214,55 @@ def history(
 
 
 @app.command()
+def report(
+    campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+    since: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First day of mails (default: 30 days).")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day of mails (default: today).")
+    ] = None,
+    window_days: Annotated[int, typer.Option(min=1, max=90, help="Days after a mail an order counts.")] = 7,
+    chart: Annotated[
+        Path | None, typer.Option(help="SVG chart path (default: <data_dir>/reports/<campaign>-<day>.svg).")
+    ] = None,
+) -> None:
+    """Measured results: orders after the mail, mailed vs random holdout, uplift and p-value."""
+    from datetime import UTC
+
+    from shopmail import state_db
+    from shopmail.attribution import campaign_result, default_period
+    from shopmail.campaigns import get_campaign
+    from shopmail.db import get_engine
+    from shopmail.report_chart import default_chart_path, save_chart
+
+    settings = get_settings()
+    spec = get_campaign(campaign)
+    today = datetime.now(UTC).astimezone(settings.tz).date()
+    first, last = default_period(today, _day(since), _day(until))
+    if last < first:
+        raise typer.BadParameter(f"--until {last} is before --since {first}")
+    state = state_db.upgrade(settings.state_url_resolved)
+    result = campaign_result(
+        state, get_engine(settings.shop_url_resolved), spec.name, first, last, settings.tz, window_days
+    )
+    table = Table("measure", "mailed", "holdout", "uplift", "relative", title=result.title())
+    for row in result.rows():
+        table.add_row(*row)
+    console.print(table)
+    p = result.p_value
+    console.print(f"Conversion p-value (two-proportion z-test): {'-' if p is None else f'{p:.4f}'}")
+    console.print(
+        f"Coupons issued {result.coupons_issued:,}, used {result.coupons_used:,} "
+        f"(by {result.coupon_converters:,} customers; not in the uplift)"
+    )
+    if not result.holdout.recipients:
+        console.print("[yellow]No holdout group in this period: set holdout_percent in the campaign file.[/]")
+    path = save_chart(result, chart or default_chart_path(settings.data_dir, spec.name, last))
+    console.print(f"Chart: {path}")
+
+
+@app.command()
 def segment(
     name: Annotated[str | None, typer.Argument(help="Segment name (config/segments.toml).")] = None,
     list_segments: Annotated[bool, typer.Option("--list", help="List the segments.")] = False,
@@ -378,13 +431,19 @@ def _ensure_demo_shop(day: date, customers: int) -> None:
 
 
 def _print_day(day: date, results: dict[str, dict[str, int | str]]) -> None:
-    columns = ("audience", "eligible", "sent", "skipped", "failed", "quarantined")
-    table = Table("campaign", "status", *columns, title=f"Daily schedule for {day.isoformat()}")
+    columns = ("audience", "eligible", "sent", "skipped", "failed")
+    table = Table(title=f"Daily schedule for {day.isoformat()}")
+    table.add_column("campaign", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in columns:
+        table.add_column(column, justify="right")
     for name, counts in results.items():
-        table.add_row(
-            name, str(counts["status"]), *(f"{counts.get(c, '-'):,}" if c in counts else "-" for c in columns)
-        )
+        status = "ok" if counts["status"] == "completed" else str(counts["status"])
+        table.add_row(name, status, *(f"{counts[c]:,}" if c in counts else "-" for c in columns))
     console.print(table)
+    quarantined = max((int(c.get("quarantined", 0)) for c in results.values()), default=0)
+    if quarantined:
+        console.print(f"{quarantined:,} shop rows quarantined by the data checks (`shopmail history`).")
 
 
 @app.command()

@@ -33,6 +33,7 @@ KEYS = {
     "carts": "id",
     "cart_items": "cart_id",
     "coupons": "code",
+    "password_resets": "id",
 }
 
 
@@ -97,6 +98,14 @@ def expectations_for(dataset: str) -> list[gxe.Expectation]:
             c(gxe.ExpectColumnValuesToBeUnique(column="code")),
             q(gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0, strict_min=True)),
             q(gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["coupon", "bonus"])),
+        ]
+    if dataset == "password_resets":  # reset_url is a secret: checked by pattern, never listed
+        return [
+            c(gxe.ExpectColumnValuesToBeUnique(column="id")),
+            c(gxe.ExpectColumnValuesToNotBeNull(column="customer_id")),
+            c(gxe.ExpectColumnValuesToNotBeNull(column="requested_at")),
+            q(gxe.ExpectColumnValuesToNotBeNull(column="expires_at")),
+            q(gxe.ExpectColumnValuesToMatchRegex(column="reset_url", regex=r"^https?://\S+$")),
         ]
     return []
 

@@ -2,16 +2,18 @@
 
 `generate_demo_shop(url, customers, seed, today)` drops and recreates the contract tables of
 `shopmail.shop_schema` and bulk-inserts a Russian online shop: customers, products, orders with
-status history and items, abandoned carts and coupons. The same seed and `today` always produce
-the same rows. Everything is dated relative to `today` so there is always fresh activity: orders
-delivered exactly 7 and 14 days ago (shop-local dates), carts abandoned hours ago, coupons expiring
-soon, birthdays today.
+status history and items, abandoned carts, coupons and password-reset requests. The same seed and
+`today` always produce the same rows. Everything is dated relative to `today` so there is always
+fresh activity: orders delivered exactly 7 and 14 days ago (shop-local dates), carts abandoned hours
+ago, coupons expiring soon, birthdays today, and for the service mails: customers who registered
+today, password resets requested today, and orders that reached each status today (received, paid,
+accepted, shipped, delivered) with no later status yet.
 
 The reference instant "now" is `today` 06:00 in the shop time zone (Europe/Moscow); no timestamp is
 later than it. Timestamps are stored naive UTC, like the contract says.
 
 Generation is vectorised with numpy and done in chunks of customers (each with its own orders,
-carts and coupons), so memory stays bounded for millions of customers. Faker is only used to build
+carts, coupons and resets), so memory stays bounded for millions of customers. Faker is only used to build
 name pools once.
 """
 
@@ -57,9 +59,16 @@ CANCEL_SHARE = 0.06
 WAKEUP_DAYS = (7, 14)
 WAKEUP_SHARE = 0.006  # customers per chunk given an order delivered exactly N days ago
 REORDER_SHARE = 0.3  # of those, ordered again afterwards (no wake-up for them)
+# Service-mail events "today" (between 00:10 and `now` shop time), drawn from their own streams so
+# the rest of the shop is the same with or without them.
+STATUS_TODAY_SHARE = 0.002  # customers per chunk whose order reached a given status today
+FRESH_SHARE = 0.0015  # customers per chunk (without orders or carts) who registered today
+RESET_RATE = 0.001  # password-reset requests per customer and day, over the last RESET_DAYS
+RESET_DAYS = 30
+RESET_TODAY_SHARE = 0.0013  # customers per chunk who asked for a password reset today
 
 # Stream ids for numpy SeedSequence: each part of the shop draws from its own stream.
-_S_NAMES, _S_PRODUCTS, _S_CUSTOMERS, _S_ORDERS, _S_CARTS, _S_COUPONS = range(6)
+_S_NAMES, _S_PRODUCTS, _S_CUSTOMERS, _S_ORDERS, _S_CARTS, _S_COUPONS, _S_SERVICE, _S_RESETS = range(8)
 
 # Relative order traffic per shop-local hour (quiet nights, evening peak).
 _HOURLY = np.array(
@@ -77,6 +86,7 @@ _STEP_DELAYS = (
 )
 _CANCEL_DELAY = (6 * HOUR, 1.0, 10 * MINUTE, 5 * DAY)
 _STATUS = np.array(schema.ORDER_STATUSES, dtype=object)
+_Rows = list[tuple[Table, dict[str, np.ndarray]]]  # tables to write, in order
 _SHIPPED, _DELIVERED, _CANCELLED = (
     schema.ORDER_STATUSES.index(s) for s in ("shipped", "delivered", "cancelled")
 )
@@ -703,12 +713,12 @@ def _forward_timeline(rng: np.random.Generator, created: np.ndarray, cancel: flo
     return t
 
 
-def _backward_timeline(rng: np.random.Generator, delivered: np.ndarray) -> np.ndarray:
-    """A full delivered timeline ending exactly at `delivered`."""
-    n = delivered.size
+def _backward_timeline(rng: np.random.Generator, at: np.ndarray, last: int = _DELIVERED) -> np.ndarray:
+    """A happy-path timeline reaching status index `last` exactly at `at` (no later status)."""
+    n = at.size
     t = np.full((n, len(_STATUS)), NULL_TS, dtype=np.int64)
-    t[:, _DELIVERED] = delivered
-    for step in range(_DELIVERED, 0, -1):
+    t[:, last] = at
+    for step in range(last, 0, -1):
         t[:, step - 1] = t[:, step] - _lognormal_delays(rng, n, _STEP_DELAYS[step - 1])
     return t
 
@@ -744,6 +754,23 @@ def _wakeup_orders(
         ).astype(np.int64)
         parts.append(_Orders(buyers[again], _forward_timeline(rng, created, 0.0)))
     return parts
+
+
+def _status_today_orders(
+    rng: np.random.Generator, people: _People, clock: _Clock, free: np.ndarray
+) -> _Orders:
+    """Orders that reached each happy-path status today between 00:10 shop time and `now` - 10 min,
+    with no later status yet (the order status mails of `today`); buyers from `free` customers
+    registered over 30 days ago."""
+    per_status = max(2, round(people.ids.size * STATUS_TODAY_SHARE))
+    eligible = np.flatnonzero(free & (people.registered < clock.ago(30)))
+    chosen = rng.permutation(eligible)[: per_status * (_DELIVERED + 1)]
+    parts: list[_Orders] = []
+    for status in range(_DELIVERED + 1):
+        buyers = chosen[status * per_status : (status + 1) * per_status]
+        at = clock.ago(0) + rng.integers(10 * MINUTE, clock.now - clock.ago(0) - 10 * MINUTE, buyers.size)
+        parts.append(_Orders(buyers, _backward_timeline(rng, at, status)))
+    return _Orders.concat(parts)
 
 
 def _recent_weighted(u: np.ndarray, slope: float = 0.75) -> np.ndarray:
@@ -792,19 +819,39 @@ def _order_lines(
     return order, product, qty, price
 
 
-def _write_orders(
-    writer: _Writer,
+def _make_orders(
+    rng: np.random.Generator,
+    service_rng: np.random.Generator,
+    people: _People,
+    clock: _Clock,
+    catalog: _Catalog,
+    first_id: int,
+) -> tuple[_Rows, int, np.ndarray]:
+    """The orders, status history and items of one chunk: (rows, order count, has-orders mask).
+
+    Organic and wake-up orders come from `rng`; the orders reaching a status today (service mails)
+    from `service_rng`, with the next ids."""
+    start = np.maximum(people.registered, clock.now - HISTORY_DAYS * DAY)
+    cutoff = np.full(start.size, clock.now, dtype=np.int64)
+    injected = _wakeup_orders(rng, people, clock, cutoff)
+    orders = _Orders.concat([_organic_orders(rng, start, cutoff, clock), *injected])
+    rows = _order_rows(rng, people, clock, catalog, first_id, orders)
+    today = _status_today_orders(service_rng, people, clock, cutoff == clock.now)
+    rows += _order_rows(service_rng, people, clock, catalog, first_id + orders.buyer.size, today)
+    buyers = np.zeros(people.ids.size, dtype=bool)
+    buyers[orders.buyer] = buyers[today.buyer] = True
+    return rows, int(orders.buyer.size + today.buyer.size), buyers
+
+
+def _order_rows(
     rng: np.random.Generator,
     people: _People,
     clock: _Clock,
     catalog: _Catalog,
     first_id: int,
-) -> int:
-    """Generate and insert the orders, status history and items of one chunk; returns count."""
-    start = np.maximum(people.registered, clock.now - HISTORY_DAYS * DAY)
-    cutoff = np.full(start.size, clock.now, dtype=np.int64)
-    injected = _wakeup_orders(rng, people, clock, cutoff)
-    orders = _Orders.concat([_organic_orders(rng, start, cutoff, clock), *injected])
+    orders: _Orders,
+) -> _Rows:
+    """Orders (ids from `first_id`), their status history and items, ready to write."""
     sort = np.lexsort((orders.timeline[:, 0], orders.buyer))
     buyer, timeline = orders.buyer[sort], orders.timeline[sort]
     ids = np.arange(first_id, first_id + buyer.size, dtype=np.int64)
@@ -816,40 +863,37 @@ def _write_orders(
     shipped = happened[:, _SHIPPED]
     tracking = np.full(ids.size, None, dtype=object)
     tracking[shipped] = _tracking_numbers(rng, ids[shipped])
-    writer.write(schema.orders, {
-        "id": ids,
-        "customer_id": people.ids[buyer],
-        "status": _STATUS[status],
-        "created_at": timeline[:, 0],
-        "total": total,
-        "currency": np.full(ids.size, "RUB", dtype=object),
-        "tracking_number": tracking,
-    })  # fmt: skip
     hist_order, hist_status = np.nonzero(happened)
-    writer.write(schema.order_status_history, {
-        "order_id": ids[hist_order],
-        "status": _STATUS[hist_status],
-        "changed_at": timeline[hist_order, hist_status],
-    })  # fmt: skip
-    writer.write(schema.order_items, {
-        "order_id": ids[line_order], "product_id": product + 1, "qty": qty, "price": price,
-    })  # fmt: skip
-    return int(ids.size)
+    return [
+        (schema.orders, {
+            "id": ids,
+            "customer_id": people.ids[buyer],
+            "status": _STATUS[status],
+            "created_at": timeline[:, 0],
+            "total": total,
+            "currency": np.full(ids.size, "RUB", dtype=object),
+            "tracking_number": tracking,
+        }),
+        (schema.order_status_history, {
+            "order_id": ids[hist_order],
+            "status": _STATUS[hist_status],
+            "changed_at": timeline[hist_order, hist_status],
+        }),
+        (schema.order_items, {
+            "order_id": ids[line_order], "product_id": product + 1, "qty": qty, "price": price,
+        }),
+    ]  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
 # Carts and coupons
 
 
-def _write_carts(
-    writer: _Writer,
-    rng: np.random.Generator,
-    people: _People,
-    clock: _Clock,
-    catalog: _Catalog,
-    first_id: int,
-) -> int:
-    """~5% of customers (registered 4+ days ago) left a cart 1-72 hours ago; returns count."""
+def _make_carts(
+    rng: np.random.Generator, people: _People, clock: _Clock, catalog: _Catalog, first_id: int
+) -> tuple[_Rows, int, np.ndarray]:
+    """~5% of customers (registered 4+ days ago) left a cart 1-72 hours ago:
+    (rows, cart count, owner mask)."""
     owner = np.flatnonzero((rng.random(people.ids.size) < 0.05)
                            & (people.registered < clock.now - 4 * DAY))  # fmt: skip
     ids = np.arange(first_id, first_id + owner.size, dtype=np.int64)
@@ -859,15 +903,17 @@ def _write_carts(
     product = _draw_products(rng, catalog, updated[cart], people.favourite[owner][cart], in_stock_only=True)
     keep = _first_in_group(cart * catalog.size + product)
     cart, product = cart[keep], product[keep]
-    writer.write(schema.carts, {
-        "id": ids, "customer_id": people.ids[owner], "updated_at": updated,
-    })  # fmt: skip
-    writer.write(schema.cart_items, {
-        "cart_id": ids[cart],
-        "product_id": product + 1,
-        "qty": rng.choice(3, cart.size, p=[0.85, 0.12, 0.03]) + 1,
-    })  # fmt: skip
-    return int(ids.size)
+    owners = np.zeros(people.ids.size, dtype=bool)
+    owners[owner] = True
+    rows: _Rows = [
+        (schema.carts, {"id": ids, "customer_id": people.ids[owner], "updated_at": updated}),
+        (schema.cart_items, {
+            "cart_id": ids[cart],
+            "product_id": product + 1,
+            "qty": rng.choice(3, cart.size, p=[0.85, 0.12, 0.03]) + 1,
+        }),
+    ]  # fmt: skip
+    return rows, int(ids.size), owners
 
 
 _COUPON_NOTES = ("Скидка на первый заказ", "Купон ко дню рождения", "Промокод за подписку",
@@ -922,6 +968,61 @@ def _write_coupons(
 
 
 # --------------------------------------------------------------------------------------------
+# Service-mail events: registrations today, password resets
+
+
+def _fresh_registrations(
+    rng: np.random.Generator, people: _People, clock: _Clock, busy: np.ndarray
+) -> np.ndarray:
+    """`registered_at` of the chunk with a few customers who have no orders or carts (not `busy`)
+    registered today between 00:10 shop time and `now` - 1 hour (the welcome mails of `today`)."""
+    registered = people.registered.copy()
+    free = np.flatnonzero(~busy)
+    count = min(max(2, round(people.ids.size * FRESH_SHARE)), free.size)
+    fresh = rng.choice(free, count, replace=False)
+    registered[fresh] = clock.ago(0) + rng.integers(10 * MINUTE, clock.now - HOUR - clock.ago(0), count)
+    return registered
+
+
+def _reset_rows(
+    rng: np.random.Generator, ids: np.ndarray, registered: np.ndarray, clock: _Clock, first_id: int
+) -> _Rows:
+    """Password-reset requests: a few per day over the last RESET_DAYS, some today before `now`.
+
+    Links live 24 hours, a quarter of them 1 hour (today: every 4th), so some of today's have
+    already expired. `reset_url` carries its secret in a `token=` parameter (run reports redact it).
+    """
+    n = ids.size
+    past = int(rng.poisson(n * RESET_RATE * RESET_DAYS))
+    owner = rng.integers(0, n, past)
+    asked = clock.now - rng.integers(HOUR, RESET_DAYS * DAY, past)
+    ttl = np.where(rng.random(past) < 0.25, HOUR, DAY)
+    keep = asked > registered[owner] + HOUR
+    candidates = np.flatnonzero(registered < clock.ago(1))
+    today = min(max(4, round(n * RESET_TODAY_SHARE)), candidates.size)
+    owner_today = rng.choice(candidates, today, replace=False)
+    asked_today = clock.ago(0) + rng.integers(10 * MINUTE, clock.now - clock.ago(0) - 10 * MINUTE, today)
+    owner = np.concatenate([owner[keep], owner_today])
+    asked = np.concatenate([asked[keep], asked_today])
+    ttl = np.concatenate([ttl[keep], np.where(np.arange(today) % 4 == 3, HOUR, DAY)])
+    order = np.lexsort((owner, asked))
+    owner, asked, ttl = owner[order], asked[order], ttl[order]
+    secret = rng.integers(0, 2**63, (owner.size, 2), dtype=np.int64).tolist()
+    urls = np.array(
+        [f"{SHOP_URL}/account/password/reset?token={a:016x}{b:016x}" for a, b in secret], dtype=object
+    )
+    return [
+        (schema.password_resets, {
+            "id": np.arange(first_id, first_id + owner.size, dtype=np.int64),
+            "customer_id": ids[owner],
+            "requested_at": asked,
+            "reset_url": urls,
+            "expires_at": asked + ttl,
+        }),
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
 # Chunk loop and writing
 
 
@@ -932,29 +1033,40 @@ class _Counters:
     order_id: int = 1
     cart_id: int = 1
     coupon_index: int = 0
+    reset_id: int = 1
     emails: set[str] = field(default_factory=set)
 
 
 def _write_customers(
     writer: _Writer, seed: int, total: int, clock: _Clock, catalog: _Catalog, report: Progress
 ) -> None:
-    """Generate and insert customers chunk by chunk, each with its orders, carts and coupons."""
+    """Generate and insert customers chunk by chunk, each with its orders, carts, coupons and resets."""
     pools = _name_pools(seed)
     counters = _Counters()
     report("customers", 0, total)
     for chunk, first in enumerate(range(1, total + 1, CHUNK_CUSTOMERS)):
         ids = np.arange(first, min(first + CHUNK_CUSTOMERS, total + 1), dtype=np.int64)
         people = _make_customers(_rng(seed, _S_CUSTOMERS, chunk), ids, clock, pools, counters.emails)
-        writer.write(schema.customers, people.rows)
-        counters.order_id += _write_orders(
-            writer, _rng(seed, _S_ORDERS, chunk), people, clock, catalog, counters.order_id
+        service = _rng(seed, _S_SERVICE, chunk)
+        orders, order_count, buyers = _make_orders(
+            _rng(seed, _S_ORDERS, chunk), service, people, clock, catalog, counters.order_id
         )
-        counters.cart_id += _write_carts(
-            writer, _rng(seed, _S_CARTS, chunk), people, clock, catalog, counters.cart_id
+        carts, cart_count, owners = _make_carts(
+            _rng(seed, _S_CARTS, chunk), people, clock, catalog, counters.cart_id
         )
+        registered = _fresh_registrations(service, people, clock, buyers | owners)
+        resets = _reset_rows(_rng(seed, _S_RESETS, chunk), ids, registered, clock, counters.reset_id)
+        writer.write(schema.customers, {**people.rows, "registered_at": registered})
+        for table, columns in orders + carts:
+            writer.write(table, columns)
+        counters.order_id += order_count
+        counters.cart_id += cart_count
         counters.coupon_index += _write_coupons(
             writer, _rng(seed, _S_COUPONS, chunk), people, clock, counters.coupon_index
         )
+        for table, columns in resets:
+            writer.write(table, columns)
+        counters.reset_id += len(resets[0][1]["id"])
         report("customers", int(ids[-1]), total)
 
 

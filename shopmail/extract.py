@@ -59,7 +59,7 @@ def _order_items_query(since: datetime, until: datetime) -> Select:
 
 
 def dataset_query(name: str, since: datetime, until: datetime) -> Select:
-    """The SELECT for one dataset; orders and their items are limited to [since, until)."""
+    """The SELECT for one dataset; orders, their items and password resets are limited to [since, until)."""
     if name == "orders":
         return _orders_query(since, until)
     if name == "order_items":
@@ -68,6 +68,9 @@ def dataset_query(name: str, since: datetime, until: datetime) -> Select:
         return select(s.customers).where(s.customers.c.registered_at < until)
     if name == "products":
         return select(s.products).where(s.products.c.created_at < until)
+    if name == "password_resets":
+        resets = s.password_resets
+        return select(resets).where(and_(resets.c.requested_at >= since, resets.c.requested_at < until))
     table = s.metadata.tables[name]
     return select(table)
 

@@ -1,6 +1,8 @@
 """The send ledger: one row per (campaign, occasion key, customer), written before the provider call.
 
-States: pending -> sent | rejected (final) or failed (retried by the next run). A pending
+States: pending -> sent | rejected (final) or failed (retried by the next run); `holdout` (final,
+written by `record_holdout` on real runs): the customer is in the campaign's random holdout group
+and gets no mail for this occasion, ever (`shopmail report` compares them with the mailed). A pending
 row left by a crash is resent on the next run under the same `message_key`, which the
 providers use to stay idempotent (outbox file name, SendGrid `custom_args`).
 """
@@ -10,14 +12,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
+import pandas as pd
 from sqlalchemy import Engine, bindparam, func, insert, select, update
 
 from shopmail.state_db import present_values, utcnow
 from shopmail.state_schema import send_ledger
 from tasks.mailer.base import SendResult
 
-FINAL_STATES = frozenset({"sent", "rejected"})
+FINAL_STATES = frozenset({"sent", "rejected", "holdout"})
 _CHUNK = 2000
 
 
@@ -57,7 +61,7 @@ def statuses(engine: Engine, keys: Sequence[str]) -> dict[str, str]:
 
 
 def already_done(engine: Engine, keys: Sequence[str], campaign: str | None = None) -> set[str]:
-    """Keys whose mail was sent (or permanently rejected): never send them again."""
+    """Keys whose mail was sent, permanently rejected or held out: never send them again."""
     where = [send_ledger.c.status.in_(sorted(FINAL_STATES))]
     if campaign is not None:
         where.append(send_ledger.c.campaign == campaign)
@@ -138,6 +142,69 @@ def mark(engine: Engine, results: Sequence[SendResult]) -> None:
                 for r in results
             ],
         )
+
+
+def record_holdout(engine: Engine, entries: Sequence[LedgerEntry], run_id: str) -> int:
+    """Write `holdout` rows for customers held out of this occasion; idempotent (keys the ledger
+    already knows, whatever their state, are left alone). Returns how many rows were written."""
+    by_key = {e.key: e for e in entries}
+    known = set(statuses(engine, list(by_key)))
+    now = utcnow()
+    rows = [
+        {
+            "campaign": e.campaign,
+            "occasion_key": e.occasion_key,
+            "customer_id": int(e.customer_id),
+            "message_key": key,
+            "status": "holdout",
+            "run_id": run_id,
+            "provider": None,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for key, e in by_key.items()
+        if key not in known
+    ]
+    if rows:
+        with engine.begin() as conn:
+            for start in range(0, len(rows), _CHUNK):
+                conn.execute(insert(send_ledger), rows[start : start + _CHUNK])
+    return len(rows)
+
+
+CLAIMED_STATES = ("pending", "sent")  # mails going or gone out: what the frequency cap counts
+
+
+def recent_mails(
+    engine: Engine, customer_ids: Iterable[int], campaigns: Iterable[str], since: datetime
+) -> pd.DataFrame:
+    """Claimed (pending or sent) ledger rows of `campaigns` created at or after `since` (naive UTC)
+    for the customers: customer_id, campaign, message_key, created_at (for `segments.arbitration`).
+
+    Up to 2,000 customers: one `customer_id IN (...)` query; more: one scan of the window's rows,
+    filtered in pandas (700k customers over a 1M-row ledger: about a second on SQLite)."""
+    columns = ["customer_id", "campaign", "message_key", "created_at"]
+    wanted = {int(c) for c in customer_ids}
+    names = sorted(set(campaigns))
+    if not wanted or not names:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(columns, _HISTORY_DTYPES, strict=True)})
+    query = select(*(send_ledger.c[c] for c in columns)).where(
+        send_ledger.c.status.in_(CLAIMED_STATES),
+        send_ledger.c.campaign.in_(names),
+        send_ledger.c.created_at >= since,
+    )
+    if len(wanted) <= _CHUNK:
+        query = query.where(send_ledger.c.customer_id.in_(sorted(wanted)))
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
+    if len(wanted) > _CHUNK:
+        frame = frame[frame["customer_id"].isin(list(wanted))].reset_index(drop=True)
+    frame["created_at"] = pd.to_datetime(frame["created_at"])
+    return frame.astype({"customer_id": "int64"})
+
+
+_HISTORY_DTYPES = ("int64", object, object, "datetime64[us]")
 
 
 def counts_by_status(engine: Engine, campaign: str) -> dict[str, int]:

@@ -5,18 +5,26 @@ The Prefect tasks in `tasks/` wrap these; `shopmail preview` calls them directly
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine
 
 from config.settings import Settings
+from segments.arbitration import HISTORY_COLUMNS, CapRule, apply_frequency_cap
 from segments.audiences import build_audience
 from segments.eligibility import eligibility
+from segments.holdout import split_holdout
+from segments.local_time import local_to_utc
+from segments.segment_snapshot import SegmentSnapshot, restrict_to_segment
+from segments.send_time import ZONE_COLUMN, customer_zones, quiet_hours, send_at
 from shopmail import ledger, state_db
 from shopmail.campaigns import Campaign
+from shopmail.campaigns import registry as campaign_registry
+from shopmail.coupons import Coupon, coupon_for
 from shopmail.feedback import unsubscribed_customers
 from shopmail.links import unsubscribe_link
 from shopmail.rendering import Renderer
@@ -33,6 +41,11 @@ class Selection:
     audience_size: int
     eligible: pd.DataFrame
     skipped: pd.DataFrame
+    # who the audience was and what the segment rule saw: `write_segment_snapshot(data_dir, run_id, ...)`
+    segment_snapshot: SegmentSnapshot | None = None
+    # eligible customers in the campaign's random holdout (marketing only): get nothing, recorded in the
+    # ledger as `holdout` on real runs (flows/steps.py), compared with the mailed by `shopmail report`
+    holdout: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def skipped_by_reason(self) -> dict[str, int]:
         if self.skipped.empty:
@@ -77,9 +90,22 @@ def select_recipients(
     state: Engine,
     quarantined_ids: set[int],
     window: tuple[datetime, datetime] | None = None,
+    segment: str | None = None,
 ) -> Selection:
-    """Audience rule, then quarantine / address / consent / suppression / already-sent filters."""
+    """Audience rule, restricted to `segment` (else the campaign's default segment; '' or 'all': none;
+    see config/segments.toml), then quarantine / address / consent / suppression / already-sent filters,
+    then the campaign's random holdout (`holdout_percent`, marketing only) into `Selection.holdout`.
+    Raises `SegmentError` for an unknown segment or one needing datasets the campaign does not read."""
     audience = build_audience(campaign.audience, frames, as_of, settings.tz, campaign.params, window)
+    audience, snapshot = restrict_to_segment(
+        campaign.name,
+        campaign.datasets,
+        campaign.segment if segment is None else segment,
+        frames,
+        audience,
+        as_of,
+        settings.tz,
+    )
     recipients = attach_customers(campaign, audience, frames["customers"])
     eligible, skipped = eligibility(
         recipients,
@@ -89,7 +115,51 @@ def select_recipients(
         unsubscribed_ids=unsubscribed_customers(state, recipients["customer_id"].tolist()),
         done_keys=ledger.already_done(state, recipients["message_key"].tolist(), campaign.name),
     )
-    return Selection(len(audience), eligible, skipped)
+    if campaign.marketing:  # frequency cap + priority, local time zones (service mails are exempt)
+        eligible, capped = arbitrate(campaign, eligible, frames["customers"], settings, state)
+        skipped = pd.concat([skipped, capped]) if len(capped) else skipped
+    eligible, holdout = split_holdout(
+        eligible, campaign.name, campaign.holdout_percent if campaign.marketing else 0
+    )
+    outcomes = pd.concat([skipped, holdout.assign(reason="holdout")]) if len(holdout) else skipped
+    snapshot.with_outcomes(eligible["customer_id"], outcomes)
+    return Selection(len(audience), eligible, skipped, snapshot, holdout)
+
+
+def arbitrate(
+    campaign: Campaign,
+    eligible: pd.DataFrame,
+    customers: pd.DataFrame,
+    settings: Settings,
+    state: Engine,
+    now: datetime | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A marketing campaign's (kept, capped with reason `frequency_cap`): the frequency cap and priority
+    over the send ledger (rules in segments/arbitration.py); kept rows get their customer's time zone
+    (`local_tz`, from the city: segments/send_time.py) for quiet hours when composed."""
+    now = now or state_db.utcnow()
+    rule = CapRule(settings.frequency_cap, settings.frequency_window_days, settings.daily_cap)
+    priorities = {c.name: c.priority for c in campaign_registry().values() if c.marketing}
+    priorities[campaign.name] = campaign.priority
+    local_today = now.replace(tzinfo=UTC).astimezone(settings.tz).date()
+    day_start = local_to_utc(local_today, settings.tz)
+    since = min(now - timedelta(days=rule.window_days), day_start)
+    history = (
+        ledger.recent_mails(state, eligible["customer_id"].tolist(), priorities, since)
+        if rule.active and len(eligible)
+        else pd.DataFrame(columns=HISTORY_COLUMNS)
+    )
+    kept, capped = apply_frequency_cap(
+        eligible,
+        history,
+        priority=campaign.priority,
+        priorities=priorities,
+        now=now,
+        day_start=day_start,
+        rule=rule,
+    )
+    kept[ZONE_COLUMN] = customer_zones(kept["customer_id"], customers, settings.timezone)
+    return kept, capped
 
 
 def product_lookup(products: pd.DataFrame) -> dict[int, dict[str, Any]]:
@@ -107,12 +177,24 @@ def _plain(value: Any) -> Any:
 
 
 class MailComposer:
-    """Builds the template context and the `OutgoingMail` of one recipient."""
+    """Builds the template context and the `OutgoingMail` of one recipient.
 
-    def __init__(self, campaign: Campaign, settings: Settings, products: dict[int, dict[str, Any]]) -> None:
+    With a coupon policy, each mail gets its personal coupon (`coupon` in templates): the one already
+    issued for it (`issued`, from `coupons.recorded_coupons`) or, if none, the one it would be issued
+    now; `self.coupons` keeps every coupon composed, by message key, for `coupons.issue_coupons`.
+    """
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        settings: Settings,
+        products: dict[int, dict[str, Any]],
+        issued: Mapping[str, Coupon] | None = None,
+    ) -> None:
         self.campaign = campaign
         self.settings = settings
         self.products = products
+        self.coupons: dict[str, Coupon] = dict(issued or {})
         self.renderer = Renderer(
             campaign.template, settings.templates_dir, default_language=settings.default_language
         )
@@ -134,6 +216,23 @@ class MailComposer:
         secret = self.settings.unsubscribe_secret.get_secret_value()
         return unsubscribe_link(self.settings.unsubscribe_url, secret, customer_id, self.campaign.name)
 
+    def coupon(self, row: dict[str, Any]) -> Coupon | None:
+        """The recipient's personal coupon (None without a coupon policy); nothing is issued here."""
+        policy = self.campaign.coupon
+        if policy is None:
+            return None
+        key = str(row["message_key"])
+        if key not in self.coupons:
+            self.coupons[key] = coupon_for(
+                policy,
+                key,
+                int(row["customer_id"]),
+                state_db.utcnow().replace(microsecond=0),
+                self.settings.tz,
+                self.settings.coupon_secret.get_secret_value(),
+            )
+        return self.coupons[key]
+
     def context(self, row: dict[str, Any]) -> dict[str, Any]:
         customer_id = int(row["customer_id"])
         context = {k: _plain(v) for k, v in row.items()}
@@ -151,6 +250,11 @@ class MailComposer:
             campaign={"name": self.campaign.name, "title": self.campaign.title},
             unsubscribe_url=self.unsubscribe_url(customer_id),
         )
+        coupon = self.coupon(row)
+        if coupon is not None:
+            context["coupon"] = coupon.template_context()
+        else:
+            context.setdefault("coupon", None)  # templates may test `{% if coupon %}`
         return context
 
     def compose(self, row: dict[str, Any]) -> OutgoingMail:
@@ -162,6 +266,10 @@ class MailComposer:
             headers["List-Unsubscribe"] = f"<{context['unsubscribe_url']}>"
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         name = " ".join(p for p in (row.get("first_name"), row.get("last_name")) if p)
+        scheduled = None  # marketing composed in the customer's quiet hours: deliver when they end
+        if self.campaign.marketing:
+            quiet = quiet_hours(self.settings.quiet_hours)
+            scheduled = send_at(row.get(ZONE_COLUMN), state_db.utcnow(), quiet, self.settings.timezone)
         return OutgoingMail(
             message_key=str(row["message_key"]),
             to_email=str(row["email"]),
@@ -179,4 +287,5 @@ class MailComposer:
                 "customer_id": str(int(row["customer_id"])),
             },
             categories=self.campaign.categories,
+            send_at=scheduled,
         )

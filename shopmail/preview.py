@@ -8,6 +8,7 @@ from datetime import date, datetime
 from config.settings import get_settings
 from shopmail import state_db
 from shopmail.campaigns import get_campaign
+from shopmail.coupons import recorded_coupons
 from shopmail.data_checks import run_gate
 from shopmail.db import get_engine
 from shopmail.extract import extract
@@ -45,5 +46,10 @@ def preview_mail(campaign_name: str, customer_id: int, as_of: date | None = None
     mine = selection.eligible[selection.eligible["customer_id"] == customer_id]
     if mine.empty:
         return PreviewResult(None, f"not in the audience on {day.isoformat()}")
-    composer = MailComposer(campaign, settings, product_lookup(frames["products"]))
-    return PreviewResult(composer.compose(mine.to_dict("records")[0]))
+    row = mine.to_dict("records")[0]
+    # a coupon already issued for this mail (an interrupted run) is shown as recorded; else the code it
+    # will get (deterministic) with the expiry it would get today; nothing is issued
+    issued = recorded_coupons(state, [str(row["message_key"])], settings.tz) if campaign.coupon else {}
+    products = product_lookup(frames["products"]) if "products" in frames else {}
+    composer = MailComposer(campaign, settings, products, issued)
+    return PreviewResult(composer.compose(row))

@@ -10,11 +10,13 @@ from typing import Any
 
 from tasks.mailer.base import OutgoingMail
 
-_TOKEN = re.compile(r"(token=)[A-Za-z0-9_\-.]+")
+_TOKEN = re.compile(r"(token=)[^&#\s\"'<>]+")
 
 
 def redact_tokens(text: str) -> str:
-    """Hide unsubscribe tokens: an artifact must not let its readers unsubscribe a customer."""
+    """Hide `token=` values (unsubscribe links, password-reset links): an artifact must not let its
+    readers unsubscribe a customer or take over an account. The whole value up to the next `&`, `#`,
+    quote or blank goes, whatever its alphabet (percent-encoded base64 included)."""
     return _TOKEN.sub(r"\1…", text)
 
 
@@ -26,6 +28,7 @@ class RunReport:
     dry_run: bool
     audience: int = 0
     eligible: int = 0
+    holdout: int = 0  # eligible but in the campaign's random holdout group: not mailed
     skipped: dict[str, int] = field(default_factory=dict)
     outcomes: Counter = field(default_factory=Counter)
     quarantined: int = 0
@@ -46,6 +49,7 @@ class RunReport:
         return {
             "audience": self.audience,
             "eligible": self.eligible,
+            "holdout": self.holdout,
             "sent": int(self.outcomes.get("sent", 0)),
             "skipped": sum(self.skipped.values()) + int(self.outcomes.get("already_sent", 0)),
             "failed": int(self.outcomes.get("failed", 0) + self.outcomes.get("render_failed", 0)),
@@ -56,6 +60,7 @@ class RunReport:
     def details(self) -> dict[str, Any]:
         return {
             "eligible": self.eligible,
+            "holdout": self.holdout,
             "segment": self.segment,
             "window": self.window,
             "approval": self.approval,

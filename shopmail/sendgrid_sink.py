@@ -108,6 +108,8 @@ MSG_WRONG_TYPE = "Invalid type. Expected: {expected}, given: {given}."
 MSG_RESERVED_HEADER = "The header {name} is reserved and cannot be set."
 MSG_BAD_CATEGORIES = "The categories must be an array of non-empty strings."
 MSG_TOO_LARGE = "The JSON payload you have included in your request is too large."
+MSG_SEND_AT_TOO_LATE = "Scheduling more than 72 hours in advance is forbidden."
+MAX_SCHEDULE_AHEAD_S = 72 * 3600
 
 _EMAIL_RE = re.compile(r"[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number"}
@@ -148,7 +150,17 @@ def _check_string_map(value: Any, field: str, errors: list[SendGridError]) -> No
             errors.append(sg_error(MSG_RESERVED_HEADER.format(name=key), field))
 
 
-def _check_personalization(p: Any, i: int, errors: list[SendGridError]) -> int:
+def _check_send_at(value: Any, field: str, errors: list[SendGridError], now: float) -> None:
+    """`send_at`: a unix timestamp (JSON integer), at most 72 hours ahead; past times mean now."""
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        errors.append(_wrong_type("integer", value, field))
+    elif value > now + MAX_SCHEDULE_AHEAD_S:
+        errors.append(sg_error(MSG_SEND_AT_TOO_LATE, field))
+
+
+def _check_personalization(p: Any, i: int, errors: list[SendGridError], now: float | None = None) -> int:
     """Validate one personalization; return its recipient count (to + cc + bcc)."""
     field = f"personalizations.{i}"
     if not isinstance(p, dict):
@@ -172,6 +184,7 @@ def _check_personalization(p: Any, i: int, errors: list[SendGridError]) -> int:
                 seen.add(address.lower())
     _check_string_map(p.get("custom_args"), f"{field}.custom_args", errors)
     _check_string_map(p.get("headers"), f"{field}.headers", errors)
+    _check_send_at(p.get("send_at"), f"{field}.send_at", errors, time.time() if now is None else now)
     return count
 
 
@@ -194,8 +207,10 @@ def _check_content(content: Any, has_template: bool, errors: list[SendGridError]
         errors.append(sg_error(MSG_CONTENT_ORDER, "content"))
 
 
-def validate_mail_send(payload: Any) -> list[SendGridError]:
-    """SendGrid's main `/v3/mail/send` validation rules; an empty list means valid."""
+def validate_mail_send(payload: Any, now: float | None = None) -> list[SendGridError]:
+    """SendGrid's main `/v3/mail/send` validation rules; an empty list means valid (`now`: unix
+    time the 72-hour `send_at` limit is measured from, default the clock)."""
+    now = time.time() if now is None else now
     if not isinstance(payload, dict):
         return [sg_error("Bad Request")]
     errors: list[SendGridError] = []
@@ -206,7 +221,7 @@ def validate_mail_send(payload: Any) -> list[SendGridError]:
     elif len(personalizations) > MAX_PERSONALIZATIONS:
         message = MSG_TOO_MANY_PERSONALIZATIONS.format(n=len(personalizations))
         errors.append(sg_error(message, "personalizations"))
-    recipients = sum(_check_personalization(p, i, errors) for i, p in enumerate(personalizations))
+    recipients = sum(_check_personalization(p, i, errors, now) for i, p in enumerate(personalizations))
     if recipients > MAX_RECIPIENTS:
         errors.append(sg_error(MSG_TOO_MANY_RECIPIENTS, "personalizations"))
 
@@ -229,6 +244,7 @@ def validate_mail_send(payload: Any) -> list[SendGridError]:
     _check_content(payload.get("content"), has_template, errors)
     _check_string_map(payload.get("custom_args"), "custom_args", errors)
     _check_string_map(payload.get("headers"), "headers", errors)
+    _check_send_at(payload.get("send_at"), "send_at", errors, now)
     categories = payload.get("categories")
     if categories is not None and not (
         isinstance(categories, list) and all(_non_empty_str(c) for c in categories)

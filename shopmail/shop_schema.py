@@ -117,4 +117,17 @@ coupons = Table(
     Column("note", Text),
 )
 
+# Password-reset requests the shop issued (service mail `password_reminder`). `reset_url` is a
+# secret: carry it in a `token=` query parameter (run reports redact `token=` values).
+password_resets = Table(
+    "password_resets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False),
+    Column("requested_at", DateTime, nullable=False),
+    Column("reset_url", String(1000), nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Index("ix_password_resets_requested", "requested_at"),
+)
+
 CONTRACT_TABLES = tuple(metadata.tables)

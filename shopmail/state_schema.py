@@ -20,7 +20,7 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-LEDGER_STATES = ("pending", "sent", "failed", "rejected")
+LEDGER_STATES = ("pending", "sent", "failed", "rejected", "holdout")
 
 send_ledger = Table(
     "send_ledger",

@@ -1,7 +1,8 @@
-"""Send task: render a batch of recipients, claim them in the ledger, send, mark outcomes."""
+"""Send task: render a batch, claim it in the ledger, issue its coupons, send, mark outcomes."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -10,10 +11,13 @@ from typing import Any, TypeVar
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
+from sqlalchemy import Engine
 
-from config.settings import get_settings
+from config.settings import Settings, get_settings
 from shopmail import ledger, state_db
 from shopmail.campaigns import Campaign
+from shopmail.coupons import issue_coupons, recorded_coupons
+from shopmail.db import get_engine
 from shopmail.ledger import LedgerEntry
 from shopmail.pipeline import MailComposer
 from shopmail.rendering import TemplateError
@@ -27,6 +31,10 @@ T = TypeVar("T")
 
 class SendingPaused(RuntimeError):
     """Too many failed requests in this run: the rest is left for the next run."""
+
+
+class CouponIssueFailed(RuntimeError):
+    """The batch's coupons could not be issued: none of its mails was sent (ledger: failed)."""
 
 
 def _pause_message(budget: ErrorBudget) -> str:
@@ -68,6 +76,45 @@ def compose_batch(composer: MailComposer, rows: list[dict[str, Any]]) -> tuple[l
     return mails, errors
 
 
+def batch_composer(
+    campaign: Campaign,
+    settings: Settings,
+    products: dict[int, dict[str, Any]],
+    rows: list[dict[str, Any]],
+    state: Engine,
+) -> MailComposer:
+    """The batch's composer; with a coupon policy, mails whose coupon an earlier attempt already
+    issued are rendered with the recorded coupon (same code, same expiry as in the shop)."""
+    issued = {}
+    if campaign.coupon is not None:
+        keys = [str(r["message_key"]) for r in rows]
+        issued = with_db_retries(lambda: recorded_coupons(state, keys, settings.tz))
+    return MailComposer(campaign, settings, products, issued)
+
+
+def issue_batch_coupons(
+    composer: MailComposer, mails: list[OutgoingMail], state: Engine, settings: Settings, run_id: str
+) -> None:
+    """Issue the coupons of exactly these (claimed, about to be sent) mails; idempotent.
+
+    On failure nothing is sent: the mails are marked `failed` (the next attempt resends them with the
+    same codes) and `CouponIssueFailed` fails the batch.
+    """
+    campaign = composer.campaign
+    if campaign.coupon is None or not mails:
+        return
+    wanted = [composer.coupons[m.message_key] for m in mails]
+    shop = get_engine(settings.shop_url_resolved)
+    try:
+        with_db_retries(lambda: issue_coupons(shop, state, wanted, campaign, run_id))
+    except Exception as exc:
+        error = f"coupon not issued: {type(exc).__name__}: {str(exc)[:300]}"
+        failed = [SendResult(m.message_key, SendStatus.failed, error=error) for m in mails]
+        with contextlib.suppress(Exception):  # if this fails too they stay pending: in doubt, same end
+            with_db_retries(lambda: ledger.mark(state, failed))
+        raise CouponIssueFailed(f"{len(mails)} mails not sent, {error}") from exc
+
+
 def retry_unless_misconfigured(_task: object, _run: object, state: Any) -> bool:
     """Retry a failed batch, except when the provider is misconfigured (bad key, bad host)."""
     try:
@@ -92,10 +139,10 @@ def send_batch(
     products: dict[int, dict[str, Any]],
     run_id: str,
 ) -> BatchOutcome:
-    """Exactly-once send of one batch: ledger `pending` before the call, outcome after."""
+    """Exactly-once send of one batch: ledger `pending` and coupons before the call, outcome after."""
     settings = get_settings()
     state = state_db.upgrade(settings.state_url_resolved)
-    composer = MailComposer(campaign, settings, products)
+    composer = batch_composer(campaign, settings, products, rows, state)
     outcome = BatchOutcome()
     mails, render_errors = compose_batch(composer, rows)
     outcome.counts["render_failed"] += len(render_errors)
@@ -123,6 +170,7 @@ def send_batch(
             with_db_retries(lambda: ledger.mark(state, done))
             outcome.counts["sent_before_crash"] += len(done)
         to_send = [m for m in mails if m.message_key in allowed and m.message_key not in confirmed]
+        issue_batch_coupons(composer, to_send, state, settings, run_id)
         try:
             results = sender.send_batch(to_send)
         except MailerError as exc:

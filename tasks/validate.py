@@ -23,7 +23,7 @@ def drop_quarantined(frames: dict[str, pd.DataFrame], report: GateReport) -> dic
     """Frames without quarantined rows and the items of quarantined orders and carts (customers
     are filtered later, so an affected recipient is reported as skipped with reason `quarantined`)."""
     cleaned = dict(frames)
-    for name in ("orders", "order_items", "products", "carts", "cart_items", "coupons"):
+    for name in ("orders", "order_items", "products", "carts", "cart_items", "coupons", "password_resets"):
         bad = report.quarantined_keys(name)
         if name in cleaned and bad:
             cleaned[name] = cleaned[name][~cleaned[name][KEYS[name]].isin(list(bad))]

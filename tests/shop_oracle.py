@@ -15,9 +15,12 @@ def _as_dt(value) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-def expected_wakeup(shop: Engine, as_of: date, tz: str = "Europe/Moscow", days=(7, 14)) -> dict[int, int]:
+def expected_wakeup(
+    shop: Engine, as_of: date, tz: str = "Europe/Moscow", days=(7, 14), holdout: bool = True
+) -> dict[int, int]:
     """customer_id -> order_id of everyone who should get the wake-up mail on `as_of`
-    (marketing consent and a valid address; suppressions and ledger not considered)."""
+    (marketing consent and a valid address; suppressions and ledger not considered; the campaign's
+    holdout group left out unless `holdout=False`)."""
     zone = ZoneInfo(tz)
     with shop.connect() as conn:
         orders = conn.execute(text("SELECT id, customer_id, created_at FROM orders")).all()
@@ -52,4 +55,14 @@ def expected_wakeup(shop: Engine, as_of: date, tz: str = "Europe/Moscow", days=(
         person = people[customer_id]
         if person.marketing_consent and person.email and EMAIL.match(person.email):
             result[customer_id] = order_id
-    return result
+    return without_holdout(result) if holdout else result
+
+
+def without_holdout(expected: dict[int, int], campaign: str = "wakeup") -> dict[int, int]:
+    """`expected` minus the campaign's holdout group (they are recorded, never mailed)."""
+    from segments.holdout import in_holdout
+    from shopmail.campaigns import get_campaign
+
+    ids = sorted(expected)
+    mask = in_holdout(campaign, ids, get_campaign(campaign).holdout_percent)
+    return {c: expected[c] for c, held in zip(ids, mask, strict=True) if not held}

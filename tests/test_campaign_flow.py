@@ -13,7 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from config.settings import Settings
+from segments.holdout import in_holdout
 from shopmail import state_db
+from shopmail.campaigns import get_campaign
 from shopmail.db import get_engine
 from shopmail.demo_shop import generate_demo_shop
 from shopmail.state_schema import quarantined_rows, run_summaries, send_ledger
@@ -35,6 +37,13 @@ def _ledger(settings: Settings) -> list:
         return conn.execute(select(send_ledger)).all()
 
 
+def _held_out(expected: dict[int, int]) -> set[int]:
+    """The wake-up audience's random holdout (config/campaigns/wakeup.toml): recorded, never mailed."""
+    ids = sorted(expected)
+    mask = in_holdout("wakeup", ids, get_campaign("wakeup").holdout_percent)
+    return {c for c, held in zip(ids, mask, strict=True) if held}
+
+
 def _outbox(settings: Settings) -> list[Path]:
     return sorted(settings.outbox_path.glob("*.eml")) if settings.outbox_path.exists() else []
 
@@ -44,17 +53,20 @@ def test_wakeup_sends_the_right_people_once(prefect_harness, demo_shop: Settings
 
     expected = expected_wakeup(get_engine(demo_shop.shop_url_resolved), AS_OF)
     assert len(expected) >= 5, "the demo shop must give the wake-up campaign an audience"
+    held = _held_out(expected)
+    mailed = len(expected) - len(held)
 
     report = campaign_flow(campaign="wakeup", as_of=AS_OF)
     counts = report.counts()
-    assert counts["sent"] == len(expected)
+    assert counts["sent"] == mailed and counts["holdout"] == len(held)
     rows = _ledger(demo_shop)
     assert {r.customer_id for r in rows} == set(expected)
     assert {r.occasion_key.split(":order:")[1] for r in rows} == {str(o) for o in expected.values()}
-    assert all(r.status == "sent" and r.provider_message_id for r in rows)
+    assert {r.customer_id for r in rows if r.status == "holdout"} == held
+    assert all(r.status == "sent" and r.provider_message_id for r in rows if r.customer_id not in held)
 
     files = _outbox(demo_shop)
-    assert len(files) == len(expected)
+    assert len(files) == mailed
     mail = BytesParser(policy=policy.default).parsebytes(files[0].read_bytes())
     html = mail.get_body(("html",)).get_content()
     text = mail.get_body(("plain",)).get_content()
@@ -71,15 +83,15 @@ def test_wakeup_sends_the_right_people_once(prefect_harness, demo_shop: Settings
     assert counts["quarantined"] == len(quarantined) > 0
     assert (summary.status, summary.sent, summary.audience) == (
         "completed",
-        len(expected),
+        mailed,
         counts["audience"],
     )
 
     # same campaign, same day: nothing new goes out
     again = campaign_flow(campaign="wakeup", as_of=AS_OF).counts()
     assert again["sent"] == 0
-    assert again["skipped"] >= len(expected)
-    assert len(_outbox(demo_shop)) == len(expected)
+    assert again["skipped"] >= len(expected)  # held-out customers count as done too
+    assert len(_outbox(demo_shop)) == mailed
     assert len(_ledger(demo_shop)) == len(expected)
 
 
@@ -160,7 +172,8 @@ def test_suppressed_customers_are_skipped(prefect_harness, demo_shop: Settings) 
     from flows.campaign import campaign_flow
 
     expected = expected_wakeup(get_engine(demo_shop.shop_url_resolved), AS_OF)
-    victim = min(expected)
+    held = _held_out(expected)
+    victim = min(set(expected) - held)
     shop = get_engine(demo_shop.shop_url_resolved)
     with shop.connect() as conn:
         email = conn.exec_driver_sql(f"SELECT email FROM customers WHERE id = {victim}").scalar_one()
@@ -170,7 +183,7 @@ def test_suppressed_customers_are_skipped(prefect_harness, demo_shop: Settings) 
     report = campaign_flow(campaign="wakeup", as_of=AS_OF)
     assert report.skipped.get("suppressed") == 1
     assert victim not in {r.customer_id for r in _ledger(demo_shop)}
-    assert report.counts()["sent"] == len(expected) - 1
+    assert report.counts()["sent"] == len(expected) - len(held) - 1
 
 
 def test_task_count_grows_with_batches_not_recipients(
@@ -234,7 +247,8 @@ def test_process_task_runner_sends_the_same(prefect_harness, demo_shop: Settings
     monkeypatch.setenv("SHOPMAIL_SEND_BATCH_SIZE", "10")
     get_settings.cache_clear()
     expected = expected_wakeup(get_engine(demo_shop.shop_url_resolved), AS_OF)
+    held = _held_out(expected)
     report = configured_campaign_flow()(campaign="wakeup", as_of=AS_OF)
-    assert report.counts()["sent"] == len(expected)
-    assert {r.customer_id for r in _ledger(demo_shop)} == set(expected)
-    assert len(_outbox(demo_shop)) == len(expected)
+    assert report.counts()["sent"] == len(expected) - len(held)
+    assert {r.customer_id for r in _ledger(demo_shop)} == set(expected)  # sent + holdout rows
+    assert len(_outbox(demo_shop)) == len(expected) - len(held)

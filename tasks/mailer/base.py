@@ -30,6 +30,9 @@ class OutgoingMail:
     headers: dict[str, str] = field(default_factory=dict)
     custom_args: dict[str, str] = field(default_factory=dict)
     categories: tuple[str, ...] = ()
+    # deliver at this unix time instead of now (quiet hours: segments/send_time.py); SendGrid holds the
+    # mail until then (per personalization, at most 72 h ahead); the outbox records it in a header
+    send_at: int | None = None
 
 
 _EMAIL_RE = re.compile(

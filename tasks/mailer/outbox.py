@@ -25,6 +25,7 @@ EML_POLICY = policy.SMTP
 CUSTOM_ARG_HEADER_PREFIX = "X-Shopmail-"
 KEY_HEADER = "X-Shopmail-Key"
 CATEGORIES_HEADER = "X-Shopmail-Categories"
+SEND_AT_HEADER = "X-Shopmail-Send-At"  # unix time the mail is scheduled for (quiet hours)
 _FIELD_NAME_RE = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext: printable ASCII except ":"
 
 
@@ -71,6 +72,8 @@ def build_message(mail: OutgoingMail, now: datetime | None = None) -> EmailMessa
         msg[name] = value  # policy.default refuses CR/LF and duplicate unique headers
     if mail.categories:
         msg[CATEGORIES_HEADER] = ", ".join(mail.categories)
+    if mail.send_at is not None:
+        msg[SEND_AT_HEADER] = str(int(mail.send_at))
 
     if mail.text:
         msg.set_content(mail.text, charset="utf-8")

@@ -21,6 +21,7 @@ from sendgrid.helpers.mail import (
     Mail,
     PlainTextContent,
     ReplyTo,
+    SendAt,
     To,
 )
 
@@ -41,7 +42,7 @@ _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 def sendgrid_payload(mail: OutgoingMail) -> dict[str, Any]:
     """The official v3 payload of one mail, built with `sendgrid.helpers.mail`.
 
-    Per-recipient data (to, headers, custom_args with `shopmail_key`) go into the
+    Per-recipient data (to, headers, custom_args with `shopmail_key`, send_at) go into the
     personalization; shared data (from, reply_to, subject, content, categories) at the top
     level, so mails sharing content can later be merged into one 1,000-personalization payload.
     """
@@ -58,6 +59,8 @@ def sendgrid_payload(mail: OutgoingMail) -> dict[str, Any]:
         message.header = Header(name, value, p=0)
     for name, value in {**mail.custom_args, MESSAGE_KEY_ARG: mail.message_key}.items():
         message.custom_arg = CustomArg(name, value, p=0)
+    if mail.send_at is not None:  # per personalization: mails with different times still share a request
+        message.send_at = SendAt(int(mail.send_at), p=0)
     for category in reversed(mail.categories):  # the helper prepends: keep the given order
         message.category = Category(category)
     return message.get()
