@@ -15,6 +15,7 @@ from shopmail.schedule import POLL_CRON
 CAMPAIGN_ENTRYPOINT = "flows/campaign.py:campaign_flow"
 POLLER_ENTRYPOINT = "flows/service_poller.py:service_poller"
 DAILY_ENTRYPOINT = "flows/daily_schedule.py:daily_schedule"
+REPORT_ENTRYPOINT = "flows/campaign_report.py:campaign_report"
 DEFAULT_POOL = "shopmail"
 
 
@@ -67,6 +68,14 @@ def deployment_specs() -> list[DeploymentSpec]:
             tags=("shopmail", "backfill"),
         )
     )
+    specs.append(
+        DeploymentSpec(
+            name="campaign-report",
+            entrypoint=REPORT_ENTRYPOINT,
+            description="Measured results of a campaign: mailed vs holdout, uplift in conversion, revenue.",
+            tags=("shopmail", "report"),
+        )
+    )
     return specs
 
 
@@ -79,6 +88,10 @@ def _flow_for(entrypoint: str):
         from flows.service_poller import service_poller
 
         return service_poller
+    if entrypoint == REPORT_ENTRYPOINT:
+        from flows.campaign_report import campaign_report
+
+        return campaign_report
     from flows.daily_schedule import daily_schedule
 
     return daily_schedule
