@@ -18,15 +18,18 @@ from pydantic import Field
 
 from config.settings import Settings, TaskRunnerKind, get_settings
 from flows.steps import TemplateCheckFailed, check_data, plain_params, send_selection
+from segments.rules import segment_names
+from segments.segment_snapshot import write_segment_snapshot
 from shopmail import state_db
 from shopmail.campaigns import campaign_names, get_campaign
 from shopmail.run_report import RunReport
 from tasks.extract import extract_shop_data
 from tasks.select_recipients import select_recipients_task
 
-__all__ = ["CampaignName", "TemplateCheckFailed", "campaign_flow", "configured_campaign_flow"]
+__all__ = ["CampaignName", "SegmentName", "TemplateCheckFailed", "campaign_flow", "configured_campaign_flow"]
 
 CampaignName = StrEnum("CampaignName", {name: name for name in campaign_names()})
+SegmentName = StrEnum("SegmentName", {name: name for name in ["all", *segment_names()]})
 
 
 def today_in_shop() -> date:
@@ -47,7 +50,7 @@ def campaign_flow(
     as_of: date | None = None,
     dry_run: bool = False,
     limit: Annotated[int | None, Field(ge=1, le=10_000_000)] = None,
-    segment: str | None = None,
+    segment: SegmentName | None = None,  # type: ignore[valid-type]
     preapproved: bool = False,
 ) -> RunReport:
     """Run one campaign of the registry for one day.
@@ -57,7 +60,8 @@ def campaign_flow(
         as_of: The shop day to run for (shop time zone); empty = today. A past day backfills it.
         dry_run: Select and render only: nothing is sent, nothing is written to the send ledger.
         limit: Send to at most this many recipients (the rest go on the next run).
-        segment: Only customers of this segment (config/segments.toml); empty = the campaign's default.
+        segment: Only customers of this segment (config/segments.toml); empty = the campaign's
+            default; `all` = everyone the campaign picks.
         preapproved: Skip the pause for approval of an unusually large audience.
     """
     settings = get_settings()
@@ -72,6 +76,7 @@ def campaign_flow(
     frames = extract_shop_data(spec, day)
     frames, quarantined_ids = check_data(frames, state, report)
     selection = select_recipients_task(spec, frames, day, quarantined_ids, segment=chosen)
+    write_segment_snapshot(settings.data_dir, run_id, selection.segment_snapshot)  # `shopmail why`
     send_selection(
         spec,
         selection,

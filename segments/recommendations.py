@@ -236,10 +236,11 @@ def _id_lists(frame: pd.DataFrame) -> pd.Series:
     if frame.empty:
         return pd.Series(dtype=object)
     keys = frame["key"].to_numpy()
-    ids = frame["product_id"].to_numpy(dtype=np.int64)
-    bounds = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-    starts = np.r_[0, bounds]
-    return pd.Series([part.tolist() for part in np.split(ids, bounds)], index=keys[starts], dtype=object)
+    flat = frame["product_id"].to_numpy(dtype=np.int64).tolist()
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(flat)].tolist()
+    lists = [flat[a:b] for a, b in zip(starts.tolist(), ends, strict=True)]
+    return pd.Series(lists, index=keys[starts], dtype=object)
 
 
 def _join_sorted(left: np.ndarray, right_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -263,6 +264,40 @@ def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
     if not sorted_keys.size:
         return sorted_keys
     return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+
+
+def _dense(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Order-preserving non-negative int64 codes of `values` and their count bound."""
+    if values.size and np.array_equal(values, np.round(values)):
+        low = int(values.min())
+        codes = values.astype(np.int64) - low
+        return codes, int(codes.max()) + 1
+    unique, codes = np.unique(values, return_inverse=True)
+    return codes.astype(np.int64), max(len(unique), 1)
+
+
+def _sorted_picks(
+    key: np.ndarray, first: np.ndarray, second: np.ndarray, product: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(key, product) sorted by key, first, second, product; key and product are int64 codes and
+    (key, product) pairs are unique.
+
+    Packs the four into one int64 when their ranges allow (one sort, several times faster than
+    `np.lexsort` on millions of rows); otherwise lexsort.
+    """
+    if not key.size:
+        return key, product
+    key_low, product_low = int(key.min()), int(product.min())
+    key_size, product_size = int(key.max()) - key_low + 1, int(product.max()) - product_low + 1
+    (first_codes, first_size), (second_codes, second_size) = _dense(first), _dense(second)
+    if float(key_size) * first_size * second_size * product_size < 2.0**62:
+        packed = ((key - key_low) * first_size + first_codes) * second_size + second_codes
+        packed = packed * product_size + (product - product_low)
+        packed.sort()
+        key = packed // (first_size * second_size * product_size) + key_low
+        return key, packed % product_size + product_low
+    order = np.lexsort((product, second, first, key))
+    return key[order], product[order]
 
 
 @dataclass(frozen=True)
@@ -338,9 +373,10 @@ def complementary_products(
     if not parts:
         return pd.Series(dtype=object)
     key_codes, ids = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    bounds = np.flatnonzero(key_codes[1:] != key_codes[:-1]) + 1
-    starts = np.r_[0, bounds]
-    lists = [part.tolist() for part in np.split(tables.products.to_numpy(np.int64)[ids], bounds)]
+    starts = _group_starts(key_codes)
+    flat = tables.products.to_numpy(np.int64)[ids].tolist()
+    ends = np.r_[starts[1:], len(flat)].tolist()
+    lists = [flat[a:b] for a, b in zip(starts.tolist(), ends, strict=True)]
     return pd.Series(lists, index=keys[key_codes[starts]], dtype=object)
 
 
@@ -434,9 +470,7 @@ def _complementary_chunk(
     )
     keep = ~_in_sorted(pair, excluded)
     pair, first, second = pair[keep], first[keep], second[keep]
-    key, product = pair // width, pair % width
-    order = np.lexsort((product, second, first, key))
-    key, product = key[order], product[order]
+    key, product = _sorted_picks(pair // width, first, second, pair % width)
     starts = _group_starts(key)
     rank = np.arange(key.size) - np.repeat(starts, np.diff(np.r_[starts, key.size]))
     return key[rank < limit], product[rank < limit]

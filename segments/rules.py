@@ -502,6 +502,8 @@ def describe_condition(node: dict[str, Any]) -> str:
     op, value = next((k, v) for k, v in node.items() if k != "field")
     if op == "is_null":
         return f"{field} is {'missing' if value else 'present'}"
+    if FIELDS[field].kind == "datetime":  # dates read back from JSON are strings: show them as dates
+        value = [_as_day(v) for v in value] if isinstance(value, list) else _as_day(value)
     if op == "between":
         return f"{field} between {_show(value[0])} and {_show(value[1])}"
     return f"{field} {SYMBOLS[op]} {_show(value)}"

@@ -42,7 +42,7 @@ from segments.rules import (
 
 SNAPSHOT_DIR = "snapshots"
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-ANY_VALUE = "(other)"  # shown for a bought set value the rule did not test
+ANY_VALUE = "(other values)"  # shown when the customer bought only values the rule did not test
 
 
 def segment_choice(segment: str | None) -> str | None:

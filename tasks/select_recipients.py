@@ -27,5 +27,6 @@ def select_recipients_task(
     suppressions and the already-sent ledger."""
     settings = get_settings()
     state = state_db.upgrade(settings.state_url_resolved)
-    extra = {"segment": segment} if segment else {}
-    return select_recipients(campaign, frames, as_of, settings, state, quarantined_ids, window, **extra)
+    return select_recipients(
+        campaign, frames, as_of, settings, state, quarantined_ids, window, segment=segment
+    )

@@ -199,8 +199,10 @@ def test_lower_priority_campaign_skips_customers_mailed_by_a_higher_one_today(
     expected = expected_wakeup(get_engine(settings.shop_url_resolved), AS_OF)  # holdout left out
     assert len(expected) >= 4
     higher, lower, service, *_ = sorted(expected)
-    assert get_campaign("birthday").priority > get_campaign("wakeup").priority > (
-        get_campaign("new_arrivals").priority
+    assert (
+        get_campaign("birthday").priority
+        > get_campaign("wakeup").priority
+        > (get_campaign("new_arrivals").priority)
     )
     state = state_db.upgrade(settings.state_url_resolved)
     earlier = [  # what went out earlier today, as the daily schedule would have sent it

@@ -12,6 +12,7 @@ import pytest
 
 from segments.recommendations import (
     AccessoryMapError,
+    _sorted_picks,
     complementary_products,
     frequently_bought_together,
     load_accessory_map,
@@ -208,6 +209,18 @@ def test_complementary_with_huge_product_ids_and_text_keys() -> None:
     owned = pd.DataFrame({"key": ["a"], "product_id": [3 + big]})
     picks = complementary_products(bought, products, catalogue, owned, fbt, ACCESSORIES, 3)
     assert picks.to_dict() == {"a": [8 + big, 6 + big, 4 + big]}  # case 3 owned: charger 6 next
+
+
+@pytest.mark.parametrize("scale", [1, 2**40])  # packed into one int64 / too wide: lexsort
+def test_sorted_picks_orders_by_key_first_second_then_product(scale: int) -> None:
+    rng = np.random.default_rng(3)
+    pairs = rng.choice(50 * 40, 600, replace=False)
+    key, product = pairs // 40 * scale, pairs % 40 * scale
+    first = rng.integers(-5, 5, 600).astype(float)
+    second = rng.choice([-2.5, 0.0, 1.0, 3.25], 600)
+    order = np.lexsort((product, second, first, key))
+    got_key, got_product = _sorted_picks(key, first, second, product)
+    assert got_key.tolist() == key[order].tolist() and got_product.tolist() == product[order].tolist()
 
 
 def test_complementary_on_an_empty_input_is_empty() -> None:
