@@ -197,7 +197,9 @@ def recent_mails(
     if len(wanted) <= _CHUNK:
         query = query.where(send_ledger.c.customer_id.in_(sorted(wanted)))
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
+        rows = conn.execute(query).all()
+    # by column: building a frame from Row objects is ~10x slower
+    frame = pd.DataFrame(dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True)), columns=columns)
     if len(wanted) > _CHUNK:
         frame = frame[frame["customer_id"].isin(list(wanted))].reset_index(drop=True)
     frame["created_at"] = pd.to_datetime(frame["created_at"])

@@ -51,7 +51,7 @@ def _outbox(settings: Settings) -> list[Path]:
 def test_wakeup_sends_the_right_people_once(prefect_harness, demo_shop: Settings) -> None:
     from flows.campaign import campaign_flow
 
-    expected = expected_wakeup(get_engine(demo_shop.shop_url_resolved), AS_OF)
+    expected = expected_wakeup(get_engine(demo_shop.shop_url_resolved), AS_OF, holdout=False)
     assert len(expected) >= 5, "the demo shop must give the wake-up campaign an audience"
     held = _held_out(expected)
     mailed = len(expected) - len(held)
@@ -171,7 +171,7 @@ def test_broken_template_stops_before_any_send(
 def test_suppressed_customers_are_skipped(prefect_harness, demo_shop: Settings) -> None:
     from flows.campaign import campaign_flow
 
-    expected = expected_wakeup(get_engine(demo_shop.shop_url_resolved), AS_OF)
+    expected = expected_wakeup(get_engine(demo_shop.shop_url_resolved), AS_OF, holdout=False)
     held = _held_out(expected)
     victim = min(set(expected) - held)
     shop = get_engine(demo_shop.shop_url_resolved)
@@ -246,7 +246,7 @@ def test_process_task_runner_sends_the_same(prefect_harness, demo_shop: Settings
     monkeypatch.setenv("SHOPMAIL_TASK_RUNNER", "processes")
     monkeypatch.setenv("SHOPMAIL_SEND_BATCH_SIZE", "10")
     get_settings.cache_clear()
-    expected = expected_wakeup(get_engine(demo_shop.shop_url_resolved), AS_OF)
+    expected = expected_wakeup(get_engine(demo_shop.shop_url_resolved), AS_OF, holdout=False)
     held = _held_out(expected)
     report = configured_campaign_flow()(campaign="wakeup", as_of=AS_OF)
     assert report.counts()["sent"] == len(expected) - len(held)
