@@ -13,11 +13,16 @@ from tasks.mailer.base import OutgoingMail
 _TOKEN = re.compile(r"(token=)[^&#\s\"'<>]+")
 
 
+_COUPON = re.compile(r"\b([A-Z0-9]{1,8})-[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}\b")
+
+
 def redact_tokens(text: str) -> str:
     """Hide `token=` values (unsubscribe links, password-reset links): an artifact must not let its
     readers unsubscribe a customer or take over an account. The whole value up to the next `&`, `#`,
-    quote or blank goes, whatever its alphabet (percent-encoded base64 included)."""
-    return _TOKEN.sub(r"\1…", text)
+    quote or blank goes, whatever its alphabet (percent-encoded base64 included).
+    Personal coupon codes (`BDAY-7KQ2-M9XD-4TZP`) keep only their prefix: a reader must not be
+    able to spend a customer's coupon."""
+    return _COUPON.sub(r"\1-…", _TOKEN.sub(r"\1…", text))
 
 
 @dataclass
