@@ -199,7 +199,8 @@ def recent_mails(
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     # by column: building a frame from Row objects is ~10x slower
-    frame = pd.DataFrame(dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True)), columns=columns)
+    values = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in columns]
+    frame = pd.DataFrame(dict(zip(columns, values, strict=True)), columns=columns)
     if len(wanted) > _CHUNK:
         frame = frame[frame["customer_id"].isin(list(wanted))].reset_index(drop=True)
     frame["created_at"] = pd.to_datetime(frame["created_at"])

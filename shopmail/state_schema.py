@@ -40,6 +40,7 @@ send_ledger = Table(
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("campaign", "occasion_key", "customer_id", name="uq_ledger_occasion"),
     Index("ix_ledger_campaign_status", "campaign", "status"),
+    Index("ix_ledger_customer_created", "customer_id", "created_at"),
 )
 
 suppressions = Table(

@@ -160,6 +160,8 @@ def test_recent_mails_counts_claimed_rows_of_the_given_campaigns(state) -> None:
         assert list(found.columns) == ["customer_id", "campaign", "message_key", "created_at"]
         assert found["created_at"].dt.hour.tolist() == [10, 10]
     assert ledger.recent_mails(state, [], ["birthday"], since).empty
+    nothing = ledger.recent_mails(state, [7, 8], ["birthday"], since)  # no rows found: typed, empty
+    assert nothing.empty and list(nothing.columns) == list(found.columns)
 
 
 def test_arbitrate_against_the_ledger(state, settings: Settings) -> None:
