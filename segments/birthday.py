@@ -87,32 +87,42 @@ def birthday_audience(
     born = customers.loc[birthday_today(customers["birth_date"], as_of), ["id", "birth_date"]]
     if born.empty:
         return pd.DataFrame(columns=COLUMNS)
-    orders, items, products = frames["orders"], frames["order_items"], frames["products"]
     ids = born["id"].astype(int)
-    since = datetime.combine(as_of - timedelta(days=bestseller_window_days), time.min)
+    categories, picks = favourite_picks(ids, frames, as_of, limit, bestseller_window_days)
+    rows = [
+        {
+            "customer_id": customer_id,
+            "year": as_of.year,
+            "age": as_of.year - birth_date.year,
+            "favourite_category": category,
+            "products": products,
+        }
+        for customer_id, birth_date, category, products in zip(
+            ids.tolist(), born["birth_date"].tolist(), categories, picks, strict=True
+        )
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def favourite_picks(
+    ids: pd.Series, frames: dict[str, pd.DataFrame], as_of: date, limit: int, window_days: int
+) -> tuple[list[str], list[list[int]]]:
+    """For each customer of `ids`: their favourite category ("" if none) and `limit` products:
+    best sellers of that category, topped up with the shop's, never what they already own."""
+    orders, items, products = frames["orders"], frames["order_items"], frames["products"]
+    since = datetime.combine(as_of - timedelta(days=window_days), time.min)
     catalogue = ranked_catalogue(products, popularity(orders, items, since))
     favourites = favourite_categories(ids, orders, items, products)
     owned = owned_products(ids, orders, items)
     depth = limit * 4  # room for what the customer already owns
     top = bestsellers(catalogue, depth)
     by_category: dict[str, list[int]] = {}
-
-    rows = []
-    for customer_id, birth_date in zip(ids.tolist(), born["birth_date"].tolist(), strict=True):
+    categories, picks = [], []
+    for customer_id in ids.tolist():
         category = favourites.get(customer_id)
         category = category if isinstance(category, str) else ""
-        preferred: list[int] = []
-        if category:
-            if category not in by_category:
-                by_category[category] = category_bestsellers(catalogue, category, depth)
-            preferred = by_category[category]
-        rows.append(
-            {
-                "customer_id": customer_id,
-                "year": as_of.year,
-                "age": as_of.year - birth_date.year,
-                "favourite_category": category,
-                "products": pick_products(preferred, top, owned.get(customer_id, set()), limit),
-            }
-        )
-    return pd.DataFrame(rows, columns=COLUMNS)
+        if category and category not in by_category:
+            by_category[category] = category_bestsellers(catalogue, category, depth)
+        categories.append(category)
+        picks.append(pick_products(by_category.get(category, []), top, owned.get(customer_id, set()), limit))
+    return categories, picks

@@ -18,20 +18,13 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from segments.birthday import birthday_today, favourite_categories, owned_products
-from segments.recommendations import (
-    bestsellers,
-    category_bestsellers,
-    pick_products,
-    popularity,
-    ranked_catalogue,
-)
+from segments.birthday import birthday_today, favourite_picks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TABLE = REPO_ROOT / "config" / "name_days.toml"
@@ -123,7 +116,7 @@ def parse_name_days(text: str, source: str = "name_days.toml") -> NameDayTable:
     variants: dict[str, str] = {}
     for variant, name in raw_variants.items():
         if not isinstance(name, str) or not name.strip() or not variant.strip():
-            raise NameDayTableError(f"{source}: [variants] {variant!r} must name a name, e.g. \"Наталья\"")
+            raise NameDayTableError(f'{source}: [variants] {variant!r} must name a name, e.g. "Наталья"')
         variants[normalise_name(variant)] = normalise_name(name)
     variants = {v: n for v, n in variants.items() if v != n}
     resolved: dict[str, str] = {}
@@ -181,23 +174,7 @@ def name_day_audience(
     ids = customers.loc[chosen, "id"].astype(int).drop_duplicates()
     if ids.empty:
         return pd.DataFrame(columns=COLUMNS)
-    orders, items, products = frames["orders"], frames["order_items"], frames["products"]
-    since = datetime.combine(as_of - timedelta(days=bestseller_window_days), time.min)
-    catalogue = ranked_catalogue(products, popularity(orders, items, since))
-    favourites = favourite_categories(ids, orders, items, products)
-    owned = owned_products(ids, orders, items)
-    depth = limit * 4  # room for what the customer already owns
-    top = bestsellers(catalogue, depth)
-    by_category: dict[str, list[int]] = {}
-    categories, picks = [], []
-    for customer_id in ids.tolist():
-        category = favourites.get(customer_id)
-        category = category if isinstance(category, str) else ""
-        if category and category not in by_category:
-            by_category[category] = category_bestsellers(catalogue, category, depth)
-        preferred = by_category.get(category, [])
-        categories.append(category)
-        picks.append(pick_products(preferred, top, owned.get(customer_id, set()), limit))
+    categories, picks = favourite_picks(ids, frames, as_of, limit, bestseller_window_days)
     return pd.DataFrame(
         {
             "customer_id": ids.to_numpy(),

@@ -298,8 +298,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| peak memory (this process) | {peak_rss_mb():,.0f} MB |")
     n_items, n_picked = recommendations_stage(get_engine(settings.shop_url_resolved), AS_OF, t)
     recs = t["recs: bought together"] + t["recs: complementary picks"]
-    print(f"| bought together over {n_items:,} order items + complementary picks for {n_picked:,} "
-          f"latest orders | {recs:.1f} s |")
+    print(
+        f"| bought together over {n_items:,} order items + complementary picks for {n_picked:,} "
+        f"latest orders | {recs:.1f} s |"
+    )
     size = segments_stage(get_engine(settings.shop_url_resolved), frames, AS_OF, settings.tz, t)
     print(
         f"| customer features (RFM, bought categories) + every segment, {size} | "
