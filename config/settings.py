@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     shop_url: str = Field("https://shop.example.ru", description="Shop home page.")
     support_email: str = "support@example.ru"
     support_phone: str = "+7 800 000-00-00"
+    social_links: dict[str, str] = Field(
+        default_factory=lambda: {
+            "ВКонтакте": "https://vk.com/shop.example",
+            "Telegram": "https://t.me/shop_example",
+        },
+        description="Social links in every mail's footer, name -> URL (JSON in the env var).",
+    )
     timezone: str = Field("Europe/Moscow", description="Shop time zone (IANA name).")
     default_language: str = Field("ru", description="Language for customers without one.")
 

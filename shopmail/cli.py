@@ -431,7 +431,7 @@ def _ensure_demo_shop(day: date, customers: int) -> None:
 
 
 def _print_day(day: date, results: dict[str, dict[str, int | str]]) -> None:
-    columns = ("audience", "eligible", "sent", "skipped", "failed")
+    columns = ("audience", "eligible", "sent", "skipped", "holdout", "failed")
     table = Table(title=f"Daily schedule for {day.isoformat()}")
     table.add_column("campaign", no_wrap=True)
     table.add_column("status", no_wrap=True)

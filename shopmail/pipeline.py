@@ -203,6 +203,7 @@ class MailComposer:
             "url": settings.shop_url,
             "support_email": settings.support_email,
             "support_phone": settings.support_phone,
+            "social": settings.social_links,
         }
         self.utm = {
             "source": settings.utm_source,

@@ -54,5 +54,7 @@ def test_campaign_renders_for_every_variant_and_language(
             mail = composer.compose(row)
             assert mail.subject and "{{" not in mail.html and "{{" not in mail.text
             assert "utm_campaign=" in mail.html
+            for url in settings.social_links.values():  # the branded footer: social links
+                assert url in mail.html and url in mail.text
             if campaign.marketing:
                 assert "List-Unsubscribe" in mail.headers and "token=" in mail.text
