@@ -26,7 +26,7 @@ from shopmail.campaigns import Campaign
 from shopmail.campaigns import registry as campaign_registry
 from shopmail.coupons import Coupon, coupon_for
 from shopmail.feedback import unsubscribed_customers
-from shopmail.links import unsubscribe_link
+from shopmail.links import add_utm, unsubscribe_link
 from shopmail.rendering import Renderer
 from tasks.mailer.base import OutgoingMail
 
@@ -203,13 +203,17 @@ class MailComposer:
             "url": settings.shop_url,
             "support_email": settings.support_email,
             "support_phone": settings.support_phone,
-            "social": settings.social_links,
         }
         self.utm = {
             "source": settings.utm_source,
             "medium": settings.utm_medium,
             "campaign": campaign.utm,
         }
+        self.shop["social"] = [  # UTM-tagged once per run, not per mail
+            (name, add_utm(url, **self.utm, content="social")) for name, url in settings.social_links.items()
+        ]
+        self.quiet = quiet_hours(settings.quiet_hours) if campaign.marketing else None
+        self._send_at: dict[tuple[object, int], int | None] = {}  # (zone, minute) -> send_at
 
     def unsubscribe_url(self, customer_id: int) -> str | None:
         if not self.campaign.marketing:
@@ -258,6 +262,17 @@ class MailComposer:
             context.setdefault("coupon", None)  # templates may test `{% if coupon %}`
         return context
 
+    def scheduled(self, zone: object) -> int | None:
+        """Marketing mail composed in the customer's quiet hours: deliver when they end (cached per
+        zone and minute: a batch composes thousands of mails in a few zones)."""
+        if self.quiet is None:
+            return None
+        now = state_db.utcnow()
+        key = (zone, int(now.timestamp() // 60))
+        if key not in self._send_at:
+            self._send_at[key] = send_at(zone, now, self.quiet, self.settings.timezone)
+        return self._send_at[key]
+
     def compose(self, row: dict[str, Any]) -> OutgoingMail:
         """Render one recipient's mail (raises `TemplateError` on a template problem)."""
         context = self.context(row)
@@ -267,10 +282,7 @@ class MailComposer:
             headers["List-Unsubscribe"] = f"<{context['unsubscribe_url']}>"
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         name = " ".join(p for p in (row.get("first_name"), row.get("last_name")) if p)
-        scheduled = None  # marketing composed in the customer's quiet hours: deliver when they end
-        if self.campaign.marketing:
-            quiet = quiet_hours(self.settings.quiet_hours)
-            scheduled = send_at(row.get(ZONE_COLUMN), state_db.utcnow(), quiet, self.settings.timezone)
+        scheduled = self.scheduled(row.get(ZONE_COLUMN))
         return OutgoingMail(
             message_key=str(row["message_key"]),
             to_email=str(row["email"]),
