@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, bindparam, func, insert, select, update
@@ -81,26 +82,31 @@ class Claim:
         return self.fresh + self.in_doubt
 
 
+def _new_row(
+    entry: LedgerEntry, status: str, run_id: str, provider: str | None, attempts: int, now: datetime
+) -> dict[str, Any]:
+    """A new ledger row for `entry`."""
+    return {
+        "campaign": entry.campaign,
+        "occasion_key": entry.occasion_key,
+        "customer_id": int(entry.customer_id),
+        "message_key": entry.key,
+        "status": status,
+        "run_id": run_id,
+        "provider": provider,
+        "attempts": attempts,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def claim(engine: Engine, entries: Sequence[LedgerEntry], run_id: str, provider: str) -> Claim:
     """Write `pending` rows before sending; sent/rejected entries are left alone."""
     by_key = {e.key: e for e in entries}
     existing = statuses(engine, list(by_key))
     now = utcnow()
     new_rows = [
-        {
-            "campaign": e.campaign,
-            "occasion_key": e.occasion_key,
-            "customer_id": int(e.customer_id),
-            "message_key": key,
-            "status": "pending",
-            "run_id": run_id,
-            "provider": provider,
-            "attempts": 1,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for key, e in by_key.items()
-        if key not in existing
+        _new_row(e, "pending", run_id, provider, 1, now) for key, e in by_key.items() if key not in existing
     ]
     resumed = [k for k in by_key if k in existing and existing[k] not in FINAL_STATES]
     with engine.begin() as conn:
@@ -150,22 +156,7 @@ def record_holdout(engine: Engine, entries: Sequence[LedgerEntry], run_id: str) 
     by_key = {e.key: e for e in entries}
     known = set(statuses(engine, list(by_key)))
     now = utcnow()
-    rows = [
-        {
-            "campaign": e.campaign,
-            "occasion_key": e.occasion_key,
-            "customer_id": int(e.customer_id),
-            "message_key": key,
-            "status": "holdout",
-            "run_id": run_id,
-            "provider": None,
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for key, e in by_key.items()
-        if key not in known
-    ]
+    rows = [_new_row(e, "holdout", run_id, None, 0, now) for key, e in by_key.items() if key not in known]
     if rows:
         with engine.begin() as conn:
             for start in range(0, len(rows), _CHUNK):
