@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) -m shopmail.bench --customers $(or $(CUSTOMERS),1000000)
+	$(PY) -m shopmail.devtools.bench --customers $(or $(CUSTOMERS),1000000)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from config.quiet_hours import QuietHours
 from config.secrets import SECRET_FIELDS, load_secret_blocks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -168,8 +169,6 @@ class Settings(BaseSettings):
     @field_validator("quiet_hours")
     @classmethod
     def _quiet_hours(cls, value: str) -> str:
-        from segments.send_time import QuietHours
-
         QuietHours.parse(value)  # raises ValueError for a bad spec
         return value
 

@@ -20,9 +20,9 @@ from config.settings import Settings, TaskRunnerKind, get_settings
 from flows.steps import TemplateCheckFailed, check_data, plain_params, send_selection
 from segments.rules import segment_names
 from segments.segment_snapshot import write_segment_snapshot
-from shopmail import state_db
 from shopmail.campaigns import campaign_names, get_campaign
-from shopmail.run_report import RunReport
+from shopmail.run.run_report import RunReport
+from shopmail.state import state_db
 from tasks.extract import extract_shop_data
 from tasks.select_recipients import select_recipients_task
 

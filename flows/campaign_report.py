@@ -13,11 +13,11 @@ from pydantic import Field
 from config.settings import get_settings
 from flows.campaign import CampaignName, today_in_shop
 from flows.steps import plain_params
-from shopmail import state_db
-from shopmail.attribution import CampaignResult, campaign_result, default_period
 from shopmail.campaigns import get_campaign
 from shopmail.db import get_engine
-from shopmail.report_chart import default_chart_path, save_chart
+from shopmail.results.attribution import CampaignResult, campaign_result, default_period
+from shopmail.results.report_chart import default_chart_path, save_chart
+from shopmail.state import state_db
 
 
 def artifact_key(campaign: str) -> str:

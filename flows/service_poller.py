@@ -17,9 +17,9 @@ from prefect.runtime import flow_run
 
 from config.settings import get_settings
 from flows.steps import check_data, send_selection
-from shopmail import state_db
 from shopmail.campaigns import Campaign, registry
-from shopmail.run_report import RunReport
+from shopmail.run.run_report import RunReport
+from shopmail.state import state_db
 from tasks.extract import extract_datasets
 from tasks.select_recipients import select_recipients_task
 

@@ -13,12 +13,12 @@ from pydantic import Field
 from sqlalchemy import Engine
 
 from config.settings import Settings
-from shopmail import ledger, state_db
-from shopmail.approval import needs_approval
 from shopmail.campaigns import Campaign
-from shopmail.pipeline import MailComposer, Selection, product_lookup
-from shopmail.rendering import TemplateError
-from shopmail.run_report import RunReport, redact_tokens
+from shopmail.mail.rendering import TemplateError
+from shopmail.run.approval import needs_approval
+from shopmail.run.pipeline import MailComposer, Selection, product_lookup
+from shopmail.run.run_report import RunReport, redact_tokens
+from shopmail.state import ledger, state_db
 from tasks.record import record_run
 from tasks.send import SendingPaused, send_batch, with_db_retries
 from tasks.validate import DataCheckFailed, drop_quarantined, validate_shop_data

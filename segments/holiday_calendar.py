@@ -16,7 +16,7 @@ Each `[[holiday]]` entry names one holiday mail:
 - `category`: optional product category whose best sellers the mail features.
 
 Entries are kept in file order: when two holidays fall on the same day, a customer gets only the first
-listed one that applies to them (`segments.holiday.holiday_audience`).
+listed one that applies to them (`segments.audiences.holiday.holiday_audience`).
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select
 
 from segments.customer_features import FIELDS, CustomerFeatures, customer_features
 from segments.rules import (
@@ -35,9 +34,7 @@ from segments.rules import (
     SegmentCatalogue,
     SegmentError,
     load_segments,
-    parse_segments,
     set_members,
-    trace,
 )
 
 SNAPSHOT_DIR = "snapshots"
@@ -243,7 +240,7 @@ def prune_snapshots(data_dir: Path | str, keep_days: int) -> int:
     return gone
 
 
-def _row_features(meta: dict[str, Any], row: dict[str, str]) -> CustomerFeatures:
+def row_features(meta: dict[str, Any], row: dict[str, str]) -> CustomerFeatures:
     """A one-customer `CustomerFeatures` rebuilt from a snapshot row (only the stored fields)."""
     table: dict[str, Any] = {"customer_id": [int(row["customer_id"])]}
     sets: dict[str, list[str]] = {}
@@ -278,135 +275,9 @@ def _row_features(meta: dict[str, Any], row: dict[str, str]) -> CustomerFeatures
     )
 
 
-# --- explain --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Explanation:
-    """Why a customer got (or did not get) a run's mail."""
-
-    customer_id: int
-    run_id: str
-    campaign: str | None = None
-    as_of: str | None = None
-    segment: str | None = None
-    segment_title: str | None = None
-    snapshot_found: bool = False
-    member: bool = False
-    outcome: str | None = None
-    rule_trace: list[str] = field(default_factory=list)
-    ledger: list[dict[str, Any]] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        out = [f"Customer {self.customer_id}, run {self.run_id}"]
-        if self.campaign:
-            out.append(f"Campaign: {self.campaign}, as of {self.as_of}")
-        if not self.snapshot_found:
-            out.append("No snapshot of this run (written by the campaign flow after selection).")
-        elif self.segment:
-            out.append(f"Segment: {self.segment} ({self.segment_title})")
-        else:
-            out.append("Segment: none (the campaign's whole audience)")
-        if self.snapshot_found and not self.member:
-            out.append(
-                "Not in the run's audience: the campaign's audience rule"
-                + (" or the segment" if self.segment else "")
-                + " did not select this customer."
-            )
-        if self.member:
-            out.append(f"In the audience; outcome: {self.outcome}")
-        if self.rule_trace:
-            out.append("Rule, with this customer's values at run time:")
-            out.extend("  " + line for line in self.rule_trace)
-        if self.ledger:
-            out.append("Ledger:")
-            for r in self.ledger:
-                here = " (this run)" if r["run_id"] == self.run_id else ""
-                out.append(
-                    f"  {r['status']}: {r['occasion_key']} at {r['updated_at']:%Y-%m-%d %H:%M} UTC{here}"
-                    + (f", provider id {r['provider_message_id']}" if r.get("provider_message_id") else "")
-                )
-        elif self.snapshot_found or self.campaign:
-            out.append("Ledger: no mail recorded for this customer in this campaign.")
-        return out
-
-    def text(self) -> str:
-        return "\n".join(self.lines())
-
-
-def _ledger_rows(state: Engine, customer_id: int, campaign: str | None, run_id: str) -> list[dict[str, Any]]:
-    from shopmail.state_schema import send_ledger as ledger
-
-    where = [ledger.c.customer_id == int(customer_id)]
-    where.append(ledger.c.campaign == campaign if campaign else ledger.c.run_id == run_id)
-    query = (
-        select(
-            ledger.c.run_id,
-            ledger.c.campaign,
-            ledger.c.occasion_key,
-            ledger.c.status,
-            ledger.c.provider_message_id,
-            ledger.c.updated_at,
-        )
-        .where(*where)
-        .order_by(ledger.c.updated_at.desc())
-        .limit(10)
-    )
-    with state.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(query)]
-
-
-def _run_summary(state: Engine, run_id: str) -> dict[str, Any] | None:
-    from shopmail.state_schema import run_summaries as runs
-
-    with state.connect() as conn:
-        row = conn.execute(select(runs.c.campaign, runs.c.as_of).where(runs.c.run_id == run_id)).first()
-    return dict(row._mapping) if row else None
-
-
-def latest_run_for(state: Engine, customer_id: int, campaign: str) -> str | None:
-    """The run id of the customer's most recent ledger row in `campaign`."""
-    rows = _ledger_rows(state, customer_id, campaign, "")
-    return next((r["run_id"] for r in rows if r["run_id"]), None)
-
-
-def explain(
-    customer_id: int, run_id: str, *, data_dir: Path | str, state: Engine | None = None
-) -> Explanation:
-    """Why `customer_id` got (or did not get) the mail of run `run_id`: the run's snapshot (segment
-    rule traced on the customer's values as they were) and the ledger rows (if `state` is given)."""
-    result = Explanation(int(customer_id), str(run_id))
-    meta = read_snapshot_meta(data_dir, run_id)
-    if meta is None and state is not None:
-        summary = _run_summary(state, run_id)
-        if summary:
-            result.campaign, result.as_of = summary["campaign"], str(summary["as_of"])
-    if meta is not None:
-        result.snapshot_found = True
-        result.campaign, result.as_of, result.segment = meta["campaign"], meta["as_of"], meta["segment"]
-        row = read_snapshot_member(data_dir, run_id, customer_id)
-        if row is not None:
-            result.member = True
-            result.outcome = row.get("outcome") or None
-        if result.segment:
-            result.segment_title = meta["definitions"][result.segment]["title"]
-            if row is not None:
-                catalogue = parse_segments({"segments": meta["definitions"]}, f"snapshot {run_id}")
-                features = _row_features(meta, row)
-                result.rule_trace = trace({"segment": result.segment}, features, catalogue)
-    if state is not None and (result.campaign or meta is None):
-        result.ledger = _ledger_rows(state, customer_id, result.campaign, run_id)
-        if result.campaign is None and result.ledger:
-            result.campaign = result.ledger[0]["campaign"]
-    return result
-
-
 __all__ = [
-    "Explanation",
     "SegmentError",
     "SegmentSnapshot",
-    "explain",
-    "latest_run_for",
     "prune_snapshots",
     "restrict_to_segment",
     "segment_choice",

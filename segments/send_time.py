@@ -17,20 +17,19 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-CITIES_FILE = Path(__file__).resolve().parent.parent / "config" / "cities.toml"
-ZONE_COLUMN = "local_tz"  # the recipients' IANA zone, added by `shopmail.pipeline.select_recipients`
+from config.quiet_hours import QuietHours
 
-_SPEC = re.compile(r"^\s*(\d{1,2})(?::(\d{2}))?\s*-\s*(\d{1,2})(?::(\d{2}))?\s*$")
+CITIES_FILE = Path(__file__).resolve().parent.parent / "config" / "cities.toml"
+ZONE_COLUMN = "local_tz"  # the recipients' IANA zone, added by `shopmail.run.pipeline.select_recipients`
+
 _CITY_PREFIX = re.compile(r"^(?:г\.|г\s|город\s)\s*")
-_OFF = frozenset({"", "off", "none", "no"})
 
 
 def normalise_city(name: object) -> str:
@@ -72,46 +71,6 @@ def customer_zones(
     city = customers.drop_duplicates("id").set_index("id")["city"]
     cities = pd.Series(city.reindex(customer_ids.to_numpy()).to_numpy(), index=customer_ids.index)
     return zones_for_cities(cities, default, table)
-
-
-@dataclass(frozen=True, slots=True)
-class QuietHours:
-    """A daily local-time interval [start, end) without marketing mail; wraps midnight if start > end."""
-
-    start: time
-    end: time
-
-    @classmethod
-    def parse(cls, spec: str | None) -> QuietHours | None:
-        """'21-9', '22:30-08:00' -> QuietHours; '', 'off' or None -> None (no quiet hours)."""
-        if spec is None or spec.strip().lower() in _OFF:
-            return None
-        match = _SPEC.match(spec)
-        if not match:
-            raise ValueError(f"quiet hours must look like '21-9' or '22:30-8:00', got {spec!r}")
-        h1, m1, h2, m2 = (int(g) if g else 0 for g in match.groups())
-        if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
-            raise ValueError(f"quiet hours out of range: {spec!r}")
-        start, end = time(h1, m1), time(h2, m2)
-        if start == end:
-            raise ValueError(f"quiet hours start and end must differ: {spec!r}")
-        return cls(start, end)
-
-    def contains(self, local: time) -> bool:
-        """Is this local wall-clock time inside the quiet hours?"""
-        local = local.replace(tzinfo=None)
-        if self.start < self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
-
-    def next_allowed(self, local: datetime) -> datetime | None:
-        """The end of the quiet hours `local` (an aware datetime) is in, or None if it is not in them."""
-        if not self.contains(local.timetz()):
-            return None
-        candidate = datetime.combine(local.date(), self.end, tzinfo=local.tzinfo)
-        if candidate <= local:
-            candidate = datetime.combine(local.date() + timedelta(days=1), self.end, tzinfo=local.tzinfo)
-        return candidate
 
 
 def _aware_utc(now: datetime) -> datetime:

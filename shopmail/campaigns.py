@@ -55,7 +55,7 @@ class Campaign(BaseModel):
     title: str
     description: str = ""
     kind: CampaignKind
-    audience: str = Field(description="Audience builder registered in `segments.audiences`.")
+    audience: str = Field(description="Audience builder registered in `segments.audiences.registry`.")
     occasion_key: str = Field(description="Format string over audience columns, e.g. 'order:{order_id}'.")
     template: str = Field(description="Folder in email_templates/.")
     schedule: str | None = Field(None, description="Cron in the shop time zone.")

@@ -55,7 +55,7 @@ def demo_data(
     ] = None,
 ) -> None:
     """Generate the demo shop database (the embedded default, or SHOPMAIL_SHOP_DB_URL)."""
-    from shopmail.demo_shop import generate_demo_shop
+    from shopmail.devtools.demo_shop import generate_demo_shop
 
     settings = get_settings()
     url = settings.shop_url_resolved
@@ -155,7 +155,7 @@ def preview(
     html: Annotated[Path | None, typer.Option(help="Write the HTML part to this file.")] = None,
 ) -> None:
     """Show the mail one customer would get (nothing is sent, nothing recorded)."""
-    from shopmail.preview import preview_mail
+    from shopmail.run.preview import preview_mail
 
     result = preview_mail(campaign, customer, _day(as_of))
     if result.mail is None:
@@ -182,7 +182,7 @@ def history(
     ] = False,
 ) -> None:
     """Recent runs from the state DB."""
-    from shopmail import state_db
+    from shopmail.state import state_db
 
     state = state_db.upgrade(get_settings().state_url_resolved)
     table = Table(
@@ -230,11 +230,11 @@ def report(
     """Measured results: orders after the mail, mailed vs random holdout, uplift and p-value."""
     from datetime import UTC
 
-    from shopmail import state_db
-    from shopmail.attribution import campaign_result, default_period
     from shopmail.campaigns import get_campaign
     from shopmail.db import get_engine
-    from shopmail.report_chart import default_chart_path, save_chart
+    from shopmail.results.attribution import campaign_result, default_period
+    from shopmail.results.report_chart import default_chart_path, save_chart
+    from shopmail.state import state_db
 
     settings = get_settings()
     spec = get_campaign(campaign)
@@ -285,7 +285,7 @@ def segment(
         return
     from segments.segment_preview import preview_segment
     from shopmail.db import get_engine
-    from shopmail.extract import extract
+    from shopmail.shop.extract import extract
 
     settings = get_settings()
     day = _day(as_of) or datetime.now(settings.tz).date()
@@ -328,8 +328,8 @@ def why(
     ] = None,
 ) -> None:
     """Why a customer got (or did not get) a run's mail: segment rule on their values, ledger."""
-    from segments.segment_snapshot import explain, latest_run_for
-    from shopmail import state_db
+    from shopmail.run.why import explain, latest_run_for
+    from shopmail.state import state_db
 
     settings = get_settings()
     state = state_db.upgrade(settings.state_url_resolved)
@@ -389,8 +389,8 @@ def sendgrid_sink(
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible faults.")] = None,
 ) -> None:
     """Run the local SendGrid-compatible server (mails at http://HOST:PORT/sink)."""
-    from shopmail.sendgrid_sink import serve
-    from shopmail.sink_faults import Faults
+    from shopmail.devtools.sendgrid_sink import serve
+    from shopmail.devtools.sink_faults import Faults
 
     faults = Faults(
         rate_429=rate_429,
@@ -411,7 +411,7 @@ def feedback_app(
     port: Annotated[int, typer.Option(help="Port.")] = 8030,
 ) -> None:
     """Run the one-click unsubscribe endpoint and the SendGrid event webhook."""
-    from shopmail.feedback_app import serve
+    from shopmail.web.feedback_app import serve
 
     console.print(f"Feedback app on http://{host}:{port} (/unsubscribe, /sendgrid/events)")
     serve(get_settings(), host=host, port=port)

@@ -1,1 +1,1 @@
-"""Prefect tasks: thin wrappers over the plain functions in `shopmail`, `segments` and `tasks.mailer`."""
+"""Prefect tasks: thin wrappers over the plain functions in `shopmail`, `segments` and `shopmail.mailer`."""

@@ -11,7 +11,7 @@ from prefect.cache_policies import NONE
 from config.settings import get_settings
 from shopmail.campaigns import Campaign
 from shopmail.db import get_engine
-from shopmail.extract import extract
+from shopmail.shop.extract import extract
 
 
 @task(name="extract-shop-data", retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NONE)

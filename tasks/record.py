@@ -9,8 +9,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from config.settings import get_settings
-from shopmail import state_db
-from shopmail.run_report import RunReport
+from shopmail.run.run_report import RunReport
+from shopmail.state import state_db
 
 
 @task(name="record-run", retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NONE)

@@ -9,9 +9,9 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from config.settings import get_settings
-from shopmail import state_db
 from shopmail.campaigns import Campaign
-from shopmail.pipeline import Selection, select_recipients
+from shopmail.run.pipeline import Selection, select_recipients
+from shopmail.state import state_db
 
 
 @task(name="select-recipients", retries=2, retry_delay_seconds=5, cache_policy=NONE)

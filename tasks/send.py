@@ -14,17 +14,17 @@ from prefect.cache_policies import NONE
 from sqlalchemy import Engine
 
 from config.settings import Settings, get_settings
-from shopmail import ledger, state_db
 from shopmail.campaigns import Campaign
-from shopmail.coupons import issue_coupons, recorded_coupons
 from shopmail.db import get_engine
-from shopmail.ledger import LedgerEntry
-from shopmail.pipeline import MailComposer
-from shopmail.rendering import TemplateError
-from tasks.mailer.base import OutgoingMail, SendResult, SendStatus
-from tasks.mailer.errors import MailerConfigurationError, MailerError
-from tasks.mailer.factory import make_sender
-from tasks.mailer.throttle import ErrorBudget, run_budget
+from shopmail.mail.rendering import TemplateError
+from shopmail.mailer.base import OutgoingMail, SendResult, SendStatus
+from shopmail.mailer.errors import MailerConfigurationError, MailerError
+from shopmail.mailer.factory import make_sender
+from shopmail.mailer.throttle import ErrorBudget, run_budget
+from shopmail.run.pipeline import MailComposer
+from shopmail.state import ledger, state_db
+from shopmail.state.coupons import issue_coupons, recorded_coupons
+from shopmail.state.ledger import LedgerEntry
 
 T = TypeVar("T")
 

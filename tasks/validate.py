@@ -6,7 +6,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from shopmail.data_checks import KEYS, GateReport, run_gate
+from shopmail.shop.data_checks import KEYS, GateReport, run_gate
 
 
 class DataCheckFailed(RuntimeError):

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import select
 
 from config.settings import Settings, get_settings
-from shopmail import state_db
-from shopmail.approval import needs_approval
 from shopmail.campaigns import CampaignKind
-from shopmail.demo_shop import generate_demo_shop
-from shopmail.state_schema import run_summaries, send_ledger
+from shopmail.devtools.demo_shop import generate_demo_shop
+from shopmail.run.approval import needs_approval
+from shopmail.state import state_db
+from shopmail.state.schema import run_summaries, send_ledger
 
 AS_OF = date(2026, 11, 27)  # a Friday: new_arrivals has an audience
 

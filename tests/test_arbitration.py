@@ -12,11 +12,11 @@ from sqlalchemy import insert, select
 
 from config.settings import Settings
 from segments.arbitration import FREQUENCY_CAP, CapRule, apply_frequency_cap, remaining_allowance
-from shopmail import ledger, state_db
 from shopmail.campaigns import get_campaign
 from shopmail.db import get_engine
-from shopmail.pipeline import arbitrate
-from shopmail.state_schema import run_summaries, send_ledger
+from shopmail.run.pipeline import arbitrate
+from shopmail.state import ledger, state_db
+from shopmail.state.schema import run_summaries, send_ledger
 
 NOW = datetime(2026, 3, 10, 12, 0)  # naive UTC = 15:00 Moscow
 DAY_START = datetime(2026, 3, 9, 21, 0)  # Moscow midnight of 2026-03-10 as naive UTC
@@ -194,7 +194,7 @@ def test_lower_priority_campaign_skips_customers_mailed_by_a_higher_one_today(
     prefect_harness, settings: Settings
 ) -> None:
     from flows.campaign import campaign_flow
-    from shopmail.demo_shop import generate_demo_shop
+    from shopmail.devtools.demo_shop import generate_demo_shop
     from tests.shop_oracle import expected_wakeup
 
     generate_demo_shop(settings.shop_url_resolved, customers=2000, seed=7, today=AS_OF)
@@ -213,7 +213,7 @@ def test_lower_priority_campaign_skips_customers_mailed_by_a_higher_one_today(
         ledger.LedgerEntry("order_shipped", "order:1:shipped", service),
     ]
     claim = ledger.claim(state, earlier, "earlier-run", "outbox")
-    from tasks.mailer.base import SendResult, SendStatus
+    from shopmail.mailer.base import SendResult, SendStatus
 
     ledger.mark(state, [SendResult(k, SendStatus.sent, "id") for k in claim.keys])
 

@@ -12,8 +12,8 @@ from sqlalchemy import insert
 from typer.testing import CliRunner
 
 from config.settings import Settings
-from shopmail import shop_schema, state_db
-from shopmail.attribution import (
+from shopmail.db import get_engine
+from shopmail.results.attribution import (
     HOLDOUT,
     MAILED,
     attribute_orders,
@@ -21,9 +21,10 @@ from shopmail.attribution import (
     measure,
     two_proportion_p_value,
 )
-from shopmail.db import get_engine
-from shopmail.report_chart import chart_svg
-from shopmail.state_schema import issued_coupons, send_ledger
+from shopmail.results.report_chart import chart_svg
+from shopmail.shop import schema as shop_schema
+from shopmail.state import state_db
+from shopmail.state.schema import issued_coupons, send_ledger
 
 T0 = datetime(2026, 11, 2, 9, 0)  # naive UTC
 SINCE, UNTIL = datetime(2026, 11, 1), datetime(2026, 11, 11)

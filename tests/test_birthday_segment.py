@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from segments.birthday import birthday_audience, birthday_today
+from segments.audiences.birthday import birthday_audience, birthday_today
 
 MSK = ZoneInfo("Europe/Moscow")
 

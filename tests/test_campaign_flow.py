@@ -14,11 +14,11 @@ from sqlalchemy import select
 
 from config.settings import Settings
 from segments.holdout import in_holdout
-from shopmail import state_db
 from shopmail.campaigns import get_campaign
 from shopmail.db import get_engine
-from shopmail.demo_shop import generate_demo_shop
-from shopmail.state_schema import quarantined_rows, run_summaries, send_ledger
+from shopmail.devtools.demo_shop import generate_demo_shop
+from shopmail.state import state_db
+from shopmail.state.schema import quarantined_rows, run_summaries, send_ledger
 from tests.shop_oracle import expected_wakeup
 
 pytestmark = pytest.mark.flow
@@ -220,7 +220,7 @@ def test_one_click_unsubscribe_from_a_sent_mail_is_honoured_next_run(
     import httpx
 
     from flows.campaign import campaign_flow
-    from shopmail.feedback_app import running_feedback_app
+    from shopmail.web.feedback_app import running_feedback_app
 
     first = campaign_flow(campaign="wakeup", as_of=AS_OF).counts()
     mail = BytesParser(policy=policy.default).parsebytes(_outbox(demo_shop)[0].read_bytes())

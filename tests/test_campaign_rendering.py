@@ -7,12 +7,12 @@ from datetime import date
 import pytest
 
 from config.settings import Settings
-from shopmail import state_db
 from shopmail.campaigns import get_campaign, registry
 from shopmail.db import get_engine
-from shopmail.demo_shop import generate_demo_shop
-from shopmail.extract import extract
-from shopmail.pipeline import MailComposer, product_lookup, select_recipients
+from shopmail.devtools.demo_shop import generate_demo_shop
+from shopmail.run.pipeline import MailComposer, product_lookup, select_recipients
+from shopmail.shop.extract import extract
+from shopmail.state import state_db
 
 AS_OF = date(2026, 11, 23)
 RUN_DAYS = {"holiday": date(2026, 3, 8)}  # campaigns with an audience only on certain days

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from segments.audiences import AUDIENCES
+from segments.audiences.registry import AUDIENCES
 from shopmail.campaigns import CampaignError, get_campaign, load_campaign, registry
-from shopmail.rendering import LANGUAGES, PARTS, TEMPLATES_DIR
+from shopmail.mail.rendering import LANGUAGES, PARTS, TEMPLATES_DIR
 
 
 def test_registry_finds_wakeup() -> None:

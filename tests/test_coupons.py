@@ -16,10 +16,17 @@ import pytest
 from sqlalchemy import Engine, func, insert, select
 
 from config.settings import Settings
-from shopmail import coupons as coupon_module
-from shopmail import ledger, shop_schema, state_db
 from shopmail.campaigns import CouponPolicy, get_campaign
-from shopmail.coupons import (
+from shopmail.db import get_engine
+from shopmail.devtools.demo_shop import generate_demo_shop
+from shopmail.mail.rendering import _human_date
+from shopmail.mailer.outbox import outbox_file_name
+from shopmail.run.pipeline import product_lookup, select_recipients
+from shopmail.shop import schema as shop_schema
+from shopmail.shop.extract import extract
+from shopmail.state import coupons as coupon_module
+from shopmail.state import ledger, state_db
+from shopmail.state.coupons import (
     ALPHABET,
     CouponConflict,
     coupon_code,
@@ -28,14 +35,8 @@ from shopmail.coupons import (
     issue_coupons,
     recorded_coupons,
 )
-from shopmail.db import get_engine
-from shopmail.demo_shop import generate_demo_shop
-from shopmail.extract import extract
-from shopmail.ledger import LedgerEntry
-from shopmail.pipeline import product_lookup, select_recipients
-from shopmail.rendering import _human_date
-from shopmail.state_schema import issued_coupons, send_ledger
-from tasks.mailer.outbox import outbox_file_name
+from shopmail.state.ledger import LedgerEntry
+from shopmail.state.schema import issued_coupons, send_ledger
 from tests.test_shop_databases import SERVERS, _scratch_database
 
 MSK = ZoneInfo("Europe/Moscow")

@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import select
 
 from config.settings import Settings, get_settings
-from shopmail import ledger, state_db
 from shopmail.db import get_engine
-from shopmail.demo_shop import generate_demo_shop
-from shopmail.ledger import LedgerEntry
-from shopmail.sendgrid_sink import running_sink
-from shopmail.state_schema import send_ledger
+from shopmail.devtools.demo_shop import generate_demo_shop
+from shopmail.devtools.sendgrid_sink import running_sink
+from shopmail.state import ledger, state_db
+from shopmail.state.ledger import LedgerEntry
+from shopmail.state.schema import send_ledger
 from tests.shop_oracle import expected_wakeup
 
 pytestmark = pytest.mark.flow
@@ -121,9 +121,9 @@ def test_mails_accepted_before_a_crash_are_confirmed_not_resent(
     """The crash window itself: the provider accepted mails but the ledger still says pending."""
     from flows.campaign import campaign_flow
     from shopmail.campaigns import get_campaign
-    from shopmail.extract import extract
-    from shopmail.pipeline import MailComposer, product_lookup, select_recipients
-    from tasks.mailer.factory import make_sender
+    from shopmail.mailer.factory import make_sender
+    from shopmail.run.pipeline import MailComposer, product_lookup, select_recipients
+    from shopmail.shop.extract import extract
 
     generate_demo_shop(settings.shop_url_resolved, customers=3000, seed=5, today=AS_OF)
     with running_sink() as sink:

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
 
-from shopmail import shop_schema as schema
-from shopmail.demo_shop import generate_demo_shop, shop_now
+from shopmail.devtools.demo_shop import generate_demo_shop, shop_now
+from shopmail.shop import schema
 
 TODAY = dt.date(2026, 3, 15)
 CUSTOMERS = 2000

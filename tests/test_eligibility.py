@@ -62,7 +62,7 @@ def test_first_applicable_reason_wins() -> None:
 
 def test_missing_names_become_empty_strings_not_nan() -> None:
     from shopmail.campaigns import get_campaign
-    from shopmail.pipeline import attach_customers
+    from shopmail.run.pipeline import attach_customers
 
     customers = pd.DataFrame(
         {
@@ -80,7 +80,7 @@ def test_missing_names_become_empty_strings_not_nan() -> None:
 
 
 def test_gate_checks_carts_and_coupons_and_quarantines_their_bad_rows() -> None:
-    from shopmail.data_checks import run_gate
+    from shopmail.shop.data_checks import run_gate
     from tasks.validate import drop_quarantined
 
     carts = pd.DataFrame(

@@ -22,12 +22,12 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, func, inspect, select
 
 from config.settings import Settings
-from shopmail import feedback, state_db
 from shopmail.db import get_engine
-from shopmail.feedback import record_events, unsubscribe, unsubscribed_customers
-from shopmail.feedback_app import SIGNATURE_HEADER, TIMESTAMP_HEADER, running_feedback_app
-from shopmail.links import unsubscribe_link, unsubscribe_token
-from shopmail.state_schema import customer_unsubscribes, provider_events, suppressions
+from shopmail.mail.links import unsubscribe_link, unsubscribe_token
+from shopmail.state import feedback, state_db
+from shopmail.state.feedback import record_events, unsubscribe, unsubscribed_customers
+from shopmail.state.schema import customer_unsubscribes, provider_events, suppressions
+from shopmail.web.feedback_app import SIGNATURE_HEADER, TIMESTAMP_HEADER, running_feedback_app
 from tests.test_shop_databases import SERVERS, _scratch_database
 
 SECRET = "test-secret"  # conftest's SHOPMAIL_UNSUBSCRIBE_SECRET

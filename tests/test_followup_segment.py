@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from segments.followup import (
+from segments.audiences.followup import (
     delivered_on_day,
     followup_basic_audience,
     followup_detailed_audience,

@@ -13,13 +13,13 @@ from sqlalchemy import select
 
 from config.settings import Settings
 from segments.holdout import holdout_bucket, in_holdout, split_holdout
-from shopmail import ledger, state_db
 from shopmail.campaigns import Campaign, get_campaign
 from shopmail.db import get_engine
-from shopmail.demo_shop import generate_demo_shop
-from shopmail.ledger import LedgerEntry
-from shopmail.state_schema import send_ledger
-from tasks.mailer.outbox import outbox_file_name
+from shopmail.devtools.demo_shop import generate_demo_shop
+from shopmail.mailer.outbox import outbox_file_name
+from shopmail.state import ledger, state_db
+from shopmail.state.ledger import LedgerEntry
+from shopmail.state.schema import send_ledger
 from tests.shop_oracle import expected_wakeup
 
 AS_OF = date(2026, 11, 23)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from segments.holiday import holiday_audience
+from segments.audiences.holiday import holiday_audience
 from segments.holiday_calendar import (
     DEFAULT_CALENDAR,
     HolidayCalendarError,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select
 
-from shopmail import ledger, state_db
-from shopmail.ledger import LedgerEntry
-from shopmail.state_schema import send_ledger
-from tasks.mailer.base import SendResult, SendStatus
+from shopmail.mailer.base import SendResult, SendStatus
+from shopmail.state import ledger, state_db
+from shopmail.state.ledger import LedgerEntry
+from shopmail.state.schema import send_ledger
 
 
 @pytest.fixture

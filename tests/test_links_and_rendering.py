@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shopmail.links import add_utm, unsubscribe_link, unsubscribe_token, verify_unsubscribe_token
-from shopmail.rendering import Renderer, TemplateError
+from shopmail.mail.links import add_utm, unsubscribe_link, unsubscribe_token, verify_unsubscribe_token
+from shopmail.mail.rendering import Renderer, TemplateError
 
 
 def test_add_utm_keeps_other_params_and_replaces_old_utm() -> None:

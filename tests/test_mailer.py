@@ -25,13 +25,13 @@ from sendgrid.helpers.mail import (
 )
 
 from config.settings import Settings
-from shopmail.sendgrid_sink import RunningSink, SinkStore, running_sink, validate_mail_send
-from tasks.mailer.base import OutgoingMail, SendStatus
-from tasks.mailer.errors import MailerConfigurationError
-from tasks.mailer.factory import make_sender
-from tasks.mailer.memory import InMemorySender
-from tasks.mailer.outbox import FileOutboxSender, message_id_for, outbox_file_name
-from tasks.mailer.sendgrid_api import SendGridSender, sendgrid_payload
+from shopmail.devtools.sendgrid_sink import RunningSink, SinkStore, running_sink, validate_mail_send
+from shopmail.mailer.base import OutgoingMail, SendStatus
+from shopmail.mailer.errors import MailerConfigurationError
+from shopmail.mailer.factory import make_sender
+from shopmail.mailer.memory import InMemorySender
+from shopmail.mailer.outbox import FileOutboxSender, message_id_for, outbox_file_name
+from shopmail.mailer.sendgrid_api import SendGridSender, sendgrid_payload
 
 API_KEY = "SG.test-key.never-logged"
 UNSUBSCRIBE = {

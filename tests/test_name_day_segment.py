@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segments.name_day import (
+from segments.audiences.name_day import (
     NameDayTableError,
     load_name_days,
     name_day_audience,
     normalise_name,
     parse_name_days,
 )
-from shopmail.demo_shop import _name_pools
+from shopmail.devtools.demo_shop import _name_pools
 
 MSK = ZoneInfo("Europe/Moscow")
 TABLE = """

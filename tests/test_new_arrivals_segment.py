@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from segments.new_arrivals import new_arrivals_audience, new_products
+from segments.audiences.new_arrivals import new_arrivals_audience, new_products
 
 MSK = ZoneInfo("Europe/Moscow")
 AS_OF = date(2026, 11, 27)  # a Friday, ISO week 48

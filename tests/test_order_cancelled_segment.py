@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from segments.order_cancelled import cancelled_candidates, order_cancelled_audience
+from segments.audiences.order_cancelled import cancelled_candidates, order_cancelled_audience
 
 MSK = ZoneInfo("Europe/Moscow")  # UTC+3: local 2026-11-22 is [2026-11-21 21:00, 2026-11-22 21:00) UTC
 AS_OF = date(2026, 11, 23)

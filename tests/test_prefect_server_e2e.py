@@ -19,8 +19,8 @@ import pytest
 
 from config.settings import Settings
 from flows.deploy import deployment_specs
-from shopmail.demo_shop import generate_demo_shop
-from shopmail.sendgrid_sink import running_sink
+from shopmail.devtools.demo_shop import generate_demo_shop
+from shopmail.devtools.sendgrid_sink import running_sink
 
 pytestmark = [pytest.mark.integration, pytest.mark.flow]
 AS_OF = date(2026, 11, 23)

@@ -21,7 +21,7 @@ from segments.recommendations import (
     sell_off,
     top_not_owned,
 )
-from shopmail.demo_shop import CATEGORIES
+from shopmail.devtools.demo_shop import CATEGORIES
 
 
 def _items(orders: dict[int, list[int]]) -> pd.DataFrame:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from shopmail.coupons import coupon_code
-from shopmail.run_report import RunReport, redact_tokens
-from tasks.mailer.base import OutgoingMail
+from shopmail.mailer.base import OutgoingMail
+from shopmail.run.run_report import RunReport, redact_tokens
+from shopmail.state.coupons import coupon_code
 
 
 def test_coupon_codes_and_tokens_are_redacted_in_the_sample() -> None:

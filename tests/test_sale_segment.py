@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 
 from config.settings import Settings
+from segments.audiences.sale import sale_audience, sale_products
 from segments.rules import SegmentError
-from segments.sale import sale_audience, sale_products
-from segments.segment_snapshot import explain, latest_run_for, prune_snapshots, write_segment_snapshot
-from shopmail import ledger, state_db
+from segments.segment_snapshot import prune_snapshots, write_segment_snapshot
 from shopmail.campaigns import get_campaign
-from shopmail.pipeline import select_recipients
-from tasks.mailer.base import SendResult
+from shopmail.mailer.base import SendResult
+from shopmail.run.pipeline import select_recipients
+from shopmail.run.why import explain, latest_run_for
+from shopmail.state import ledger, state_db
 
 MSK = ZoneInfo("Europe/Moscow")
 AS_OF = date(2026, 11, 23)

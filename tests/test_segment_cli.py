@@ -10,14 +10,14 @@ from typer.testing import CliRunner
 
 from config.settings import Settings
 from segments.segment_snapshot import write_segment_snapshot
-from shopmail import ledger, state_db
 from shopmail.campaigns import get_campaign
 from shopmail.cli import app
 from shopmail.db import get_engine
-from shopmail.demo_shop import generate_demo_shop
-from shopmail.extract import extract
-from shopmail.pipeline import select_recipients
-from tasks.mailer.base import SendResult
+from shopmail.devtools.demo_shop import generate_demo_shop
+from shopmail.mailer.base import SendResult
+from shopmail.run.pipeline import select_recipients
+from shopmail.shop.extract import extract
+from shopmail.state import ledger, state_db
 
 DAY = "2026-11-23"
 AS_OF = date(2026, 11, 23)

@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import select
 
 from config.settings import Settings
-from segments.segment_snapshot import explain
-from shopmail import state_db
 from shopmail.db import get_engine
-from shopmail.demo_shop import generate_demo_shop
-from shopmail.shop_schema import customers
-from shopmail.state_schema import send_ledger
+from shopmail.devtools.demo_shop import generate_demo_shop
+from shopmail.run.why import explain
+from shopmail.shop.schema import customers
+from shopmail.state import state_db
+from shopmail.state.schema import send_ledger
 
 pytestmark = pytest.mark.flow
 AS_OF = date(2026, 11, 23)

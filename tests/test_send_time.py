@@ -21,11 +21,11 @@ from segments.send_time import (
     send_at_by_zone,
     zones_for_cities,
 )
-from shopmail.demo_shop import CITIES
-from shopmail.sendgrid_sink import MSG_SEND_AT_TOO_LATE, running_sink, validate_mail_send
-from tasks.mailer.base import OutgoingMail, SendStatus
-from tasks.mailer.outbox import SEND_AT_HEADER, FileOutboxSender
-from tasks.mailer.sendgrid_api import SendGridSender, merged_payload, sendgrid_payload
+from shopmail.devtools.demo_shop import CITIES
+from shopmail.devtools.sendgrid_sink import MSG_SEND_AT_TOO_LATE, running_sink, validate_mail_send
+from shopmail.mailer.base import OutgoingMail, SendStatus
+from shopmail.mailer.outbox import SEND_AT_HEADER, FileOutboxSender
+from shopmail.mailer.sendgrid_api import SendGridSender, merged_payload, sendgrid_payload
 
 QUIET = QuietHours.parse("21-9")
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shopmail.sendgrid_sink import (
+from shopmail.devtools.sendgrid_sink import (
     MAX_BODY_BYTES,
     RunningSink,
     SinkStore,
@@ -26,8 +26,8 @@ from shopmail.sendgrid_sink import (
     running_sink,
     validate_mail_send,
 )
-from shopmail.sink_faults import Faults, add_fault_arguments, faults_from_args
-from shopmail.sink_page import QueryError, parse_query
+from shopmail.devtools.sink_faults import Faults, add_fault_arguments, faults_from_args
+from shopmail.devtools.sink_page import QueryError, parse_query
 
 KEY = "SG.sink-test"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shopmail.sendgrid_sink import running_sink
-from tasks.mailer.base import OutgoingMail, SendStatus
-from tasks.mailer.sendgrid_api import SendGridSender
-from tasks.mailer.throttle import ErrorBudget
+from shopmail.devtools.sendgrid_sink import running_sink
+from shopmail.mailer.base import OutgoingMail, SendStatus
+from shopmail.mailer.sendgrid_api import SendGridSender
+from shopmail.mailer.throttle import ErrorBudget
 
 KEY = "SG.test"
 

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 
 from config.settings import Settings
-from segments.audiences import build_audience
-from segments.password_reset import password_reset_audience
+from segments.audiences.password_reset import password_reset_audience
+from segments.audiences.registry import build_audience
+from segments.audiences.welcome import welcome_audience
 from segments.service_window import event_window, in_window
-from segments.welcome import welcome_audience
 from shopmail.campaigns import load_campaign
-from shopmail.pipeline import MailComposer, attach_customers
-from shopmail.run_report import RunReport, redact_tokens
+from shopmail.run.pipeline import MailComposer, attach_customers
+from shopmail.run.run_report import RunReport, redact_tokens
 
 MSK = ZoneInfo("Europe/Moscow")
 AS_OF = date(2026, 11, 23)  # the local day is [2026-11-22 21:00, 2026-11-23 21:00) UTC
@@ -222,7 +222,7 @@ def test_redact_tokens_hides_the_whole_value_whatever_its_alphabet(text: str, ex
 
 
 def test_data_checks_quarantine_broken_reset_links_without_showing_them() -> None:
-    from shopmail.data_checks import run_gate
+    from shopmail.shop.data_checks import run_gate
 
     good = [(i, i, "2026-11-23 10:00", _url(f"secret{i}"), "2026-11-24 10:00") for i in range(1, 40)]
     broken = (99, 99, "2026-11-23 10:00", "not a url", "2026-11-24 10:00")

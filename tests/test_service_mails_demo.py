@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from segments.audiences import build_audience
+from segments.audiences.registry import build_audience
 from shopmail.campaigns import get_campaign
-from shopmail.demo_shop import generate_demo_shop, shop_now
-from shopmail.extract import extract
+from shopmail.devtools.demo_shop import generate_demo_shop, shop_now
+from shopmail.shop.extract import extract
 
 TODAY = dt.date(2026, 11, 23)
 MSK = ZoneInfo("Europe/Moscow")

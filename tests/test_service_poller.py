@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import insert, select
 
 from config.settings import Settings, get_settings
-from shopmail import shop_schema as s
-from shopmail import state_db
 from shopmail.db import get_engine
-from shopmail.sendgrid_sink import running_sink
-from shopmail.state_schema import send_ledger
+from shopmail.devtools.sendgrid_sink import running_sink
+from shopmail.shop import schema as s
+from shopmail.state import state_db
+from shopmail.state.schema import send_ledger
 
 pytestmark = pytest.mark.flow
 

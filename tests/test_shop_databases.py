@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from config.settings import Settings, get_settings
-from shopmail import state_db
 from shopmail.db import get_engine
-from shopmail.demo_shop import generate_demo_shop
-from shopmail.state_schema import send_ledger
+from shopmail.devtools.demo_shop import generate_demo_shop
+from shopmail.state import state_db
+from shopmail.state.schema import send_ledger
 from tests.shop_oracle import expected_wakeup
 
 pytestmark = [pytest.mark.integration, pytest.mark.flow]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from tasks.mailer.throttle import ErrorBudget, RateLimiter, run_budget
+from shopmail.mailer.throttle import ErrorBudget, RateLimiter, run_budget
 
 
 class FakeTime:

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from segments.audiences.wakeup import wakeup_audience, wakeup_candidates
 from segments.recommendations import popularity, ranked_catalogue, related_products
-from segments.wakeup import wakeup_audience, wakeup_candidates
 
 MSK = ZoneInfo("Europe/Moscow")
 AS_OF = date(2026, 11, 23)

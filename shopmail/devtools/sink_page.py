@@ -1,0 +1,304 @@
+"""Read-side views of the local SendGrid sink: the Email Activity query and the HTML mail pages.
+
+Every accepted personalization is one "message" here, as in SendGrid's Email Activity API:
+`msg_id` `<X-Message-Id>.<index>`, the first `to` address, its subject and its `unique_args`
+(the request's `custom_args` merged with the personalization's).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import DictLoader, Environment
+
+if TYPE_CHECKING:
+    from shopmail.devtools.sendgrid_sink import ReceivedMail
+
+Row = dict[str, Any]
+Predicate = Callable[[Row], bool]
+
+
+def utc_iso(timestamp: float) -> str:
+    """SendGrid's time format, e.g. `2026-11-23T09:00:00Z`."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def unique_args(payload: dict[str, Any], personalization: dict[str, Any]) -> dict[str, str]:
+    """The custom args SendGrid attaches to a personalization's events (its own win)."""
+    merged = dict(payload.get("custom_args") or {})
+    merged.update(personalization.get("custom_args") or {})
+    return merged
+
+
+def activity_rows(mail: ReceivedMail) -> Iterator[Row]:
+    """One Email Activity entry per personalization of an accepted request."""
+    payload = mail.payload
+    sender = (payload.get("from") or {}).get("email")
+    for i, p in enumerate(payload["personalizations"]):
+        yield {
+            "from_email": sender,
+            "msg_id": f"{mail.message_id}.{i}",
+            "subject": p.get("subject") or payload.get("subject"),
+            "to_email": p["to"][0]["email"],
+            "status": "delivered",
+            "opens_count": 0,
+            "clicks_count": 0,
+            "last_event_time": utc_iso(mail.received_at),
+            "unique_args": unique_args(payload, p),
+        }
+
+
+# --- the activity query language (a practical subset of SendGrid's) -----------------------------
+
+
+class QueryError(ValueError):
+    """A query the sink does not understand."""
+
+
+_FIELDS = frozenset({"msg_id", "to_email", "from_email", "subject", "status"})
+_TOKEN_RE = re.compile(
+    r"""\s*(?:
+        (?P<punct>[(),]|!=|=)
+      | unique_args\s*\[\s*(?:'(?P<sq>[^']*)'|"(?P<dq>[^"]*)")\s*\]
+      | (?P<string>"(?:[^"\\]|\\.)*")
+      | (?P<word>[A-Za-z_]\w*)
+    )""",
+    re.VERBOSE,
+)
+
+
+def _tokenize(query: str) -> list[tuple[str, str]]:
+    """(kind, value) pairs; kind is punct, arg, string, keyword or field."""
+    tokens: list[tuple[str, str]] = []
+    pos, end = 0, len(query.rstrip())
+    while pos < end:
+        match = _TOKEN_RE.match(query, pos)
+        if not match or match.end() == pos:
+            raise QueryError(f"unexpected input at position {pos}: {query[pos : pos + 20]!r}")
+        pos = match.end()
+        if match["punct"]:
+            tokens.append(("punct", match["punct"]))
+        elif match["string"]:
+            tokens.append(("string", re.sub(r"\\(.)", r"\1", match["string"][1:-1])))
+        elif match["word"]:
+            word = match["word"]
+            if word.upper() in ("AND", "OR", "NOT", "IN"):
+                tokens.append(("keyword", word.upper()))
+            elif word in _FIELDS:
+                tokens.append(("field", word))
+            else:
+                raise QueryError(f"unknown field {word!r}")
+        else:
+            tokens.append(("arg", match["sq"] if match["sq"] is not None else match["dq"]))
+    return tokens
+
+
+def _arg_getter(name: str) -> Callable[[Row], Any]:
+    return lambda row: row["unique_args"].get(name)
+
+
+def _field_getter(name: str) -> Callable[[Row], Any]:
+    return lambda row: row.get(name)
+
+
+class _Parser:
+    """expr := and (OR and)*; and := unary (AND unary)*; unary := NOT unary | (expr) | compare;
+    compare := field (= | !=) "v" | field [NOT] IN ("v", ...)."""
+
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+        self.tokens, self.pos = tokens, 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def accept(self, kind: str, value: str | None = None) -> str | None:
+        token = self.peek()
+        if token and token[0] == kind and (value is None or token[1] == value):
+            self.pos += 1
+            return token[1]
+        return None
+
+    def expect(self, kind: str, value: str | None = None) -> str:
+        found = self.accept(kind, value)
+        if found is None:
+            raise QueryError(f"expected {value or kind} at token {self.pos + 1}, got {self.peek()}")
+        return found
+
+    def parse(self) -> Predicate:
+        predicate = self.expr()
+        if self.peek() is not None:
+            raise QueryError(f"unexpected {self.peek()} at token {self.pos + 1}")
+        return predicate
+
+    def expr(self) -> Predicate:
+        terms = [self.conjunction()]
+        while self.accept("keyword", "OR"):
+            terms.append(self.conjunction())
+        return terms[0] if len(terms) == 1 else (lambda row: any(t(row) for t in terms))
+
+    def conjunction(self) -> Predicate:
+        terms = [self.unary()]
+        while self.accept("keyword", "AND"):
+            terms.append(self.unary())
+        return terms[0] if len(terms) == 1 else (lambda row: all(t(row) for t in terms))
+
+    def unary(self) -> Predicate:
+        if self.accept("keyword", "NOT"):
+            inner = self.unary()
+            return lambda row: not inner(row)
+        if self.accept("punct", "("):
+            inner = self.expr()
+            self.expect("punct", ")")
+            return inner
+        return self.comparison()
+
+    def comparison(self) -> Predicate:
+        arg = self.accept("arg")
+        get = _arg_getter(arg) if arg is not None else _field_getter(self.expect("field"))
+        if self.accept("punct", "="):
+            value = self.expect("string")
+            return lambda row: get(row) == value
+        if self.accept("punct", "!="):
+            value = self.expect("string")
+            return lambda row: get(row) != value
+        negate = self.accept("keyword", "NOT") is not None
+        self.expect("keyword", "IN")
+        self.expect("punct", "(")
+        values = {self.expect("string")}
+        while self.accept("punct", ","):
+            values.add(self.expect("string"))
+        self.expect("punct", ")")
+        return lambda row: (get(row) in values) != negate
+
+
+def parse_query(query: str) -> Predicate:
+    """Compile an Email Activity query, e.g. `unique_args['shopmail_key']="k1"`,
+    `unique_args['shopmail_key'] IN ("k1","k2") OR to_email="a@b.ru"`; AND, NOT and
+    parentheses work too. An empty query matches everything. Raises `QueryError`."""
+    tokens = _tokenize(query)
+    return _Parser(tokens).parse() if tokens else (lambda row: True)
+
+
+def find_messages(mails: Iterable[ReceivedMail], query: str, limit: int) -> list[Row]:
+    """The first `limit` activity entries matching `query`, oldest first."""
+    predicate = parse_query(query)
+    found: list[Row] = []
+    for mail in mails:
+        for row in activity_rows(mail):
+            if predicate(row):
+                found.append(row)
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+# --- HTML pages ---------------------------------------------------------------------------------
+
+_TEMPLATES = {
+    "base.html": """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{% block title %}{% endblock %} · SendGrid sink</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; } td, th { text-align: left; padding: .25em .6em; vertical-align: top; }
+tr:nth-child(even) td { background: #f4f4f4; } th { border-bottom: 1px solid #999; }
+pre { background: #f6f6f6; padding: .8em; white-space: pre-wrap; }
+iframe { width: 100%; height: 40em; border: 1px solid #ccc; } .muted { color: #777; }
+</style></head>
+<body>{% block body %}{% endblock %}</body></html>""",
+    "index.html": """{% extends "base.html" %}{% block title %}Mails{% endblock %}{% block body %}
+<h1>Received mails</h1>
+<p class="muted">{{ total }} request(s) stored{% if total > mails|length %}, newest {{ mails|length }}
+shown{% endif %}. JSON: <a href="/sink/messages">/sink/messages</a>,
+<a href="/sink/stats">/sink/stats</a>.</p>
+<table><tr><th>Time (UTC)</th><th>To</th><th>Subject</th><th>Campaign</th><th></th></tr>
+{% for m in mails %}<tr><td>{{ m.time }}</td>
+<td>{{ m.to }}{% if m.more %} <span class="muted">+{{ m.more }} more</span>{% endif %}</td>
+<td>{{ m.subject }}</td><td>{{ m.campaign }}</td>
+<td><a href="/sink/messages/{{ m.message_id | urlencode }}">view</a></td></tr>
+{% else %}<tr><td colspan="5" class="muted">No mails yet.</td></tr>{% endfor %}
+</table>{% endblock %}""",
+    "message.html": """{% extends "base.html" %}{% block title %}{{ subject }}{% endblock %}{% block body %}
+<p><a href="/sink">&larr; all mails</a></p>
+<h1>{{ subject }}</h1>
+<table>{% for name, value in headers %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>{% endfor %}</table>
+<h2>Recipients ({{ personalizations|length }}{% if hidden %} of {{ personalizations|length + hidden }}
+{%- endif %})</h2>
+<table><tr><th>#</th><th>To</th><th>Subject</th><th>Custom args</th><th>Headers</th></tr>
+{% for p in personalizations %}<tr><td>{{ loop.index0 }}</td><td>{{ p.to }}</td><td>{{ p.subject }}</td>
+<td>{{ p.custom_args }}</td><td>{{ p.headers }}</td></tr>{% endfor %}</table>
+{% for block in content %}<h2>{{ block.type }}</h2>
+{% if block.type == "text/html" %}<iframe sandbox srcdoc="{{ block.value }}" title="HTML part"></iframe>
+{% else %}<pre>{{ block.value }}</pre>{% endif %}{% endfor %}
+{% endblock %}""",
+}
+_env = Environment(loader=DictLoader(_TEMPLATES), autoescape=True)
+MAX_LISTED = 500
+MAX_RECIPIENTS_SHOWN = 100
+# Defence in depth on top of escaping and the sandbox: no scripts, plugins or forms at all.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _pairs(mapping: Any) -> str:
+    return ", ".join(f"{k}={v}" for k, v in mapping.items()) if isinstance(mapping, dict) else ""
+
+
+def _addresses(entries: Any) -> str:
+    return ", ".join(e.get("email", "") for e in entries) if isinstance(entries, list) else ""
+
+
+def render_index(mails: Sequence[ReceivedMail]) -> str:
+    """The list of received requests, newest first."""
+    rows = []
+    for mail in list(reversed(mails))[:MAX_LISTED]:
+        payload = mail.payload
+        first = payload["personalizations"][0]
+        rows.append(
+            {
+                "message_id": mail.message_id,
+                "time": utc_iso(mail.received_at).replace("T", " ").rstrip("Z"),
+                "to": _addresses(first.get("to")),
+                "more": len(payload["personalizations"]) - 1,
+                "subject": first.get("subject") or payload.get("subject") or "",
+                "campaign": unique_args(payload, first).get("campaign", ""),
+            }
+        )
+    return _env.get_template("index.html").render(mails=rows, total=len(mails))
+
+
+def render_message(mail: ReceivedMail) -> str:
+    """One request: headers, recipients, the text part and the HTML part in a sandboxed iframe."""
+    payload = mail.payload
+    sender, reply_to = payload.get("from") or {}, payload.get("reply_to") or {}
+    headers = [
+        ("Message-Id", mail.message_id),
+        ("Received", utc_iso(mail.received_at)),
+        ("From", f"{sender.get('name', '')} <{sender.get('email', '')}>".strip()),
+        ("Reply-To", reply_to.get("email", "")),
+        ("Subject", payload.get("subject", "")),
+        ("Categories", ", ".join(payload.get("categories") or [])),
+        ("Custom args", _pairs(payload.get("custom_args"))),
+        ("Headers", _pairs(payload.get("headers"))),
+        ("Template", payload.get("template_id", "")),
+    ]
+    personalizations = [
+        {
+            "to": ", ".join(filter(None, (_addresses(p.get(k)) for k in ("to", "cc", "bcc")))),
+            "subject": p.get("subject", ""),
+            "custom_args": _pairs(p.get("custom_args")),
+            "headers": _pairs(p.get("headers")),
+        }
+        for p in payload["personalizations"][:MAX_RECIPIENTS_SHOWN]
+    ]
+    return _env.get_template("message.html").render(
+        subject=payload.get("subject") or personalizations[0]["subject"] or "(no subject)",
+        headers=[(name, value) for name, value in headers if value],
+        personalizations=personalizations,
+        hidden=len(payload["personalizations"]) - len(personalizations),
+        content=[b for b in payload.get("content") or [] if isinstance(b, dict)],
+    )

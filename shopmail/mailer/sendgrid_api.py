@@ -1,0 +1,318 @@
+"""SendGrid v3 `/v3/mail/send` over a pooled `httpx.Client`, with retries and rate-limit waits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sendgrid.helpers.mail import (
+    Category,
+    CustomArg,
+    From,
+    Header,
+    HtmlContent,
+    Mail,
+    PlainTextContent,
+    ReplyTo,
+    SendAt,
+    To,
+)
+
+from shopmail.mailer.base import OutgoingMail, Sender, SendResult, SendStatus, is_valid_email
+from shopmail.mailer.errors import MailerConfigurationError
+from shopmail.mailer.throttle import ErrorBudget, RateLimiter
+
+logger = logging.getLogger(__name__)
+
+SEND_PATH = "/v3/mail/send"
+ACTIVITY_PATH = "/v3/messages"
+MAX_PERSONALIZATIONS = 1000
+MESSAGE_KEY_ARG = "shopmail_key"
+_CONFIG_STATUSES = frozenset({401, 403})
+_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def sendgrid_payload(mail: OutgoingMail) -> dict[str, Any]:
+    """The official v3 payload of one mail, built with `sendgrid.helpers.mail`.
+
+    Per-recipient data (to, headers, custom_args with `shopmail_key`, send_at) go into the
+    personalization; shared data (from, reply_to, subject, content, categories) at the top
+    level, so mails sharing content can later be merged into one 1,000-personalization payload.
+    """
+    message = Mail(
+        from_email=From(mail.from_email, mail.from_name or None),
+        to_emails=To(mail.to_email, mail.to_name or None),
+        subject=mail.subject,
+        plain_text_content=PlainTextContent(mail.text) if mail.text else None,
+        html_content=HtmlContent(mail.html) if mail.html else None,
+    )
+    if mail.reply_to:
+        message.reply_to = ReplyTo(mail.reply_to)
+    for name, value in mail.headers.items():
+        message.header = Header(name, value, p=0)
+    for name, value in {**mail.custom_args, MESSAGE_KEY_ARG: mail.message_key}.items():
+        message.custom_arg = CustomArg(name, value, p=0)
+    if mail.send_at is not None:  # per personalization: mails with different times still share a request
+        message.send_at = SendAt(int(mail.send_at), p=0)
+    for category in reversed(mail.categories):  # the helper prepends: keep the given order
+        message.category = Category(category)
+    return message.get()
+
+
+def shared_content_key(mail: OutgoingMail) -> tuple:
+    """Mails with equal keys differ only in recipient data and can share one request."""
+    return (
+        mail.subject,
+        mail.html,
+        mail.text,
+        mail.from_email,
+        mail.from_name,
+        mail.reply_to,
+        mail.categories,
+    )
+
+
+def group_for_requests(mails: Sequence[OutgoingMail]) -> list[list[OutgoingMail]]:
+    """Split mails into request groups: shared content together, at most 1,000 per request."""
+    groups: dict[tuple, list[OutgoingMail]] = {}
+    for mail in mails:
+        groups.setdefault(shared_content_key(mail), []).append(mail)
+    return [
+        group[i : i + MAX_PERSONALIZATIONS]
+        for group in groups.values()
+        for i in range(0, len(group), MAX_PERSONALIZATIONS)
+    ]
+
+
+def merged_payload(mails: Sequence[OutgoingMail]) -> dict[str, Any]:
+    """One v3 payload for mails sharing content: one personalization per recipient."""
+    payload = sendgrid_payload(mails[0])
+    payload["personalizations"] = [
+        sendgrid_payload(mail)["personalizations"][0] if i else payload["personalizations"][0]
+        for i, mail in enumerate(mails)
+    ]
+    return payload
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadOutcome:
+    """What became of one POST (after retries); maps onto every mail in the payload."""
+
+    status: SendStatus
+    provider_message_id: str | None = None
+    error: str | None = None
+    http_status: int | None = None
+    attempts: int = 1
+
+
+def error_message(response: httpx.Response) -> str:
+    """SendGrid's error messages (`{"errors": [{"message", "field", "help"}]}`) as one line."""
+    try:
+        errors = response.json().get("errors") or []
+        parts = [
+            f"{e.get('message')} (field: {e['field']})" if e.get("field") else str(e.get("message"))
+            for e in errors
+            if isinstance(e, dict)
+        ]
+    except (ValueError, AttributeError):
+        parts = []
+    detail = "; ".join(parts) or response.text[:500] or response.reason_phrase
+    return f"HTTP {response.status_code}: {detail}"
+
+
+class SendGridSender(Sender):
+    """Sends each mail as one `/v3/mail/send` request.
+
+    202/200 -> `sent` (id from `X-Message-Id`); 400/413 and other 4xx -> `rejected` with
+    SendGrid's messages; 401/403 -> `MailerConfigurationError` until this sender has had a mail
+    accepted (a bad key or unverified sender concerns the whole batch), `rejected` after;
+    429 -> wait until `X-RateLimit-Reset` (capped) and retry; 5xx, timeouts and connection
+    errors -> exponential backoff with jitter. Waits of either kind use up `retries`; a mail
+    still not accepted after them is `failed` (safe to retry later).
+    """
+
+    name = "sendgrid"
+
+    def __init__(
+        self,
+        api_key: str,
+        host: str = "https://api.sendgrid.com",
+        timeout_s: float = 30.0,
+        retries: int = 5,
+        client: httpx.Client | None = None,
+        *,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        max_rate_limit_wait_s: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        concurrency: int = 8,
+        rate_per_s: float | None = None,
+        error_budget: ErrorBudget | None = None,
+        activity_lookup: bool = True,
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise MailerConfigurationError("SendGrid API key is empty")
+        if not host.startswith(("https://", "http://")):
+            raise MailerConfigurationError(f"SendGrid host must be an http(s) URL, got {host!r}")
+        self.host = host.rstrip("/")
+        self.url = self.host + SEND_PATH
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.max_rate_limit_wait_s = max_rate_limit_wait_s
+        self._sleep = sleep
+        self._clock = clock
+        self._headers = {
+            "Authorization": f"Bearer {api_key.strip()}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        self.concurrency = max(1, concurrency)
+        self.rate = RateLimiter(rate_per_s) if rate_per_s else None
+        self.error_budget = error_budget
+        self.activity_lookup = activity_lookup
+        self._owns_client = client is None
+        self._client = client or httpx.Client(
+            timeout=timeout_s,
+            limits=httpx.Limits(
+                max_connections=self.concurrency + 2, max_keepalive_connections=self.concurrency + 2
+            ),
+        )
+        self._key_verified = False  # set once SendGrid has accepted a request
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"SendGridSender(host={self.host!r})"
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def send_batch(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
+        """Send concurrently: shared-content mails merged (<= 1,000 per request), others one each."""
+        results: dict[str, SendResult] = {}
+        sendable = []
+        for mail in mails:
+            if is_valid_email(mail.to_email):
+                sendable.append(mail)
+            else:
+                results[mail.message_key] = SendResult(
+                    mail.message_key, SendStatus.rejected, error=f"invalid address {mail.to_email!r}"
+                )
+        groups = group_for_requests(sendable)
+        if self.concurrency == 1 or len(groups) == 1:
+            outcomes = [self._send_group(group) for group in groups]
+        else:
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sendgrid") as pool:
+                outcomes = list(pool.map(self._send_group, groups))
+        for group_results in outcomes:
+            results.update((r.message_key, r) for r in group_results)
+        return [results[mail.message_key] for mail in mails]
+
+    def _send_group(self, group: list[OutgoingMail]) -> list[SendResult]:
+        if self.error_budget is not None and self.error_budget.exhausted:
+            error = f"not attempted: sending paused after {self.error_budget.failures} failed requests"
+            return [SendResult(m.message_key, SendStatus.failed, error=error) for m in group]
+        try:
+            payload = merged_payload(group) if len(group) > 1 else sendgrid_payload(group[0])
+        except Exception as exc:  # the helper raises assorted types for unusable input
+            error = f"cannot build payload: {exc!r}"
+            return [SendResult(m.message_key, SendStatus.rejected, error=error) for m in group]
+        if self.rate is not None:
+            self.rate.acquire()
+        outcome = self.send_payload(payload)
+        if outcome.http_status in _CONFIG_STATUSES and not self._key_verified:
+            raise MailerConfigurationError(f"SendGrid refused the credentials: {outcome.error}")
+        if outcome.status is SendStatus.failed and self.error_budget is not None:
+            self.error_budget.record_failure()
+        return [
+            SendResult(m.message_key, outcome.status, outcome.provider_message_id, outcome.error)
+            for m in group
+        ]
+
+    def confirm(self, message_keys: Sequence[str]) -> dict[str, str]:
+        """Ask the Email Activity API which in-doubt mails SendGrid accepted (needs the add-on on
+        the real service; without it nothing is confirmed and the mails are sent again)."""
+        if not self.activity_lookup or not message_keys:
+            return {}
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sendgrid-activity") as pool:
+            found = list(pool.map(self._lookup, message_keys))
+        return {key: msg_id for key, msg_id in zip(message_keys, found, strict=True) if msg_id}
+
+    def _lookup(self, message_key: str) -> str | None:
+        query = f"unique_args['{MESSAGE_KEY_ARG}']=\"{message_key}\""
+        try:
+            response = self._client.get(
+                self.host + ACTIVITY_PATH,
+                params={"query": query, "limit": 10},
+                headers=self._headers,
+                timeout=self.timeout_s,
+            )
+        except httpx.TransportError as exc:
+            logger.warning("SendGrid activity lookup failed: %s", type(exc).__name__)
+            return None
+        if response.status_code != 200:
+            logger.warning("SendGrid activity lookup unavailable: HTTP %s", response.status_code)
+            return None
+        messages = response.json().get("messages") or []
+        return str(messages[0].get("msg_id")) if messages else None
+
+    def send_payload(self, payload: dict[str, Any]) -> PayloadOutcome:
+        """POST one v3 payload, retrying transient failures; never raises for HTTP outcomes."""
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._client.post(
+                    self.url, content=body, headers=self._headers, timeout=self.timeout_s
+                )
+            except httpx.TransportError as exc:  # timeouts, refused/dropped connections
+                error, status, wait = f"{type(exc).__name__}: {exc}", None, self._backoff(attempt)
+            else:
+                status = response.status_code
+                if status in (200, 202):
+                    self._key_verified = True
+                    message_id = response.headers.get("X-Message-Id")
+                    return PayloadOutcome(SendStatus.sent, message_id, http_status=status, attempts=attempt)
+                error = error_message(response)
+                if status not in _TRANSIENT_STATUSES and status < 500:
+                    return PayloadOutcome(
+                        SendStatus.rejected, error=error, http_status=status, attempts=attempt
+                    )
+                wait = self._retry_wait(response, attempt)
+            if attempt > self.retries:
+                return PayloadOutcome(SendStatus.failed, error=error, http_status=status, attempts=attempt)
+            logger.warning("SendGrid send: %s; retry %d/%d in %.2fs", error, attempt, self.retries, wait)
+            self._sleep(wait)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with equal jitter: half fixed, half random."""
+        cap = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+        return cap / 2 + random.uniform(0, cap / 2)
+
+    def _retry_wait(self, response: httpx.Response, attempt: int) -> float:
+        """Seconds to wait before retrying a 429/5xx response."""
+        if response.status_code == 429:
+            reset = _float_header(response, "X-RateLimit-Reset")
+            if reset is not None:
+                return min(max(reset - self._clock(), 0.0), self.max_rate_limit_wait_s)
+        retry_after = _float_header(response, "Retry-After")
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_rate_limit_wait_s)
+        return self._backoff(attempt)
+
+
+def _float_header(response: httpx.Response, name: str) -> float | None:
+    try:
+        return float(response.headers[name])
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,268 @@
+"""Personal single-use coupons of a campaign's coupon policy (plain functions, no Prefect).
+
+A coupon belongs to one mail: its code is an HMAC of the mail's `message_key`, so preflight, dry
+runs and `shopmail preview` show the exact code the customer will get without issuing anything,
+and a rerun of the same mail re-uses the same code. `issue_coupons` makes the codes real just
+before the mails go out: first a record in the state DB (`issued_coupons`, one per mail), then the
+coupon itself in the shop's `coupons` table. Both steps insert only what is missing, so the
+function can run again after a crash or a retry without duplicates or errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, insert, select
+
+from shopmail.campaigns import Campaign, CouponPolicy
+from shopmail.shop import schema as shop_schema
+from shopmail.state.schema import issued_coupons
+from shopmail.state.state_db import utcnow
+
+ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U: nothing to misread or mistype
+GROUPS, GROUP_SIZE = 3, 4  # 12 characters: 30**12 ~ 2**59 possible codes per prefix
+_CHUNK = 500
+UTC_ZONE = ZoneInfo("UTC")
+
+
+class CouponConflict(RuntimeError):
+    """A code already belongs to another customer or mail (a changed secret, or a collision):
+    the mail must not go out with it."""
+
+
+def coupon_code(secret: str, message_key: str, prefix: str) -> str:
+    """The deterministic, unguessable code of the coupon in mail `message_key`, e.g. BDAY-7KQ2-M9XD-4TZP."""
+    digest = hmac.new(secret.encode(), f"coupon|{message_key}".encode(), hashlib.sha256).digest()
+    number = int.from_bytes(digest, "big")
+    chars = []
+    for _ in range(GROUPS * GROUP_SIZE):
+        number, index = divmod(number, len(ALPHABET))
+        chars.append(ALPHABET[index])
+    groups = ["".join(chars[i : i + GROUP_SIZE]) for i in range(0, len(chars), GROUP_SIZE)]
+    return "-".join([prefix, *groups])
+
+
+@dataclass(frozen=True, slots=True)
+class Coupon:
+    """One personal coupon, as templates show it and as both databases store it."""
+
+    code: str
+    message_key: str
+    customer_id: int
+    value: Decimal
+    percent: bool
+    expires_at: datetime  # naive UTC: the last second of the shop-local day `expires_on`
+    expires_on: date
+
+    @property
+    def discount(self) -> str:
+        """`15%` or `500 ₽` (the money part as the `money` filter writes it)."""
+        if self.percent:
+            return f"{self.value.normalize():f}%"
+        whole = f"{round(self.value):,}".replace(",", "\u00a0")
+        return f"{whole}\u00a0₽"
+
+    def template_context(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "value": float(self.value),
+            "percent": self.percent,
+            "discount": self.discount,
+            "expires_at": self.expires_at,
+            "expires_on": self.expires_on,
+        }
+
+
+def expiry(issued_at: datetime, valid_days: int, tz: ZoneInfo) -> tuple[datetime, date]:
+    """End of the shop-local day `valid_days` after the (naive UTC) issue time: (naive UTC, local date)."""
+    issued_on = issued_at.replace(tzinfo=UTC).astimezone(tz).date()
+    expires_on = issued_on + timedelta(days=valid_days)
+    end = datetime.combine(expires_on, time(23, 59, 59), tzinfo=tz)
+    return end.astimezone(UTC).replace(tzinfo=None), expires_on
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+def _local_date(stamp: datetime, tz: ZoneInfo) -> date:
+    return stamp.replace(tzinfo=UTC).astimezone(tz).date()
+
+
+def coupon_for(
+    policy: CouponPolicy,
+    message_key: str,
+    customer_id: int,
+    issued_at: datetime,
+    tz: ZoneInfo,
+    secret: str,
+) -> Coupon:
+    """The coupon mail `message_key` carries when issued at `issued_at` (naive UTC)."""
+    expires_at, expires_on = expiry(issued_at, policy.valid_days, tz)
+    return Coupon(
+        code=coupon_code(secret, message_key, policy.prefix),
+        message_key=message_key,
+        customer_id=int(customer_id),
+        value=_money(policy.value),
+        percent=policy.percent,
+        expires_at=expires_at,
+        expires_on=expires_on,
+    )
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+_RECORD_COLUMNS = (
+    issued_coupons.c.code,
+    issued_coupons.c.message_key,
+    issued_coupons.c.customer_id,
+    issued_coupons.c.value,
+    issued_coupons.c.percent,
+    issued_coupons.c.expires_at,
+)
+
+
+def _from_record(row: Any, tz: ZoneInfo) -> Coupon:
+    return Coupon(
+        code=row.code,
+        message_key=row.message_key,
+        customer_id=int(row.customer_id),
+        value=_money(row.value),
+        percent=bool(row.percent),
+        expires_at=row.expires_at,
+        expires_on=_local_date(row.expires_at, tz),
+    )
+
+
+def recorded_coupons(state: Engine, message_keys: Iterable[str], tz: ZoneInfo) -> dict[str, Coupon]:
+    """Coupons already issued for these mails (state DB), by message key."""
+    found: dict[str, Coupon] = {}
+    with state.connect() as conn:
+        for chunk in _chunks(sorted(set(message_keys))):
+            rows = conn.execute(select(*_RECORD_COLUMNS).where(issued_coupons.c.message_key.in_(chunk)))
+            found.update({row.message_key: _from_record(row, tz) for row in rows})
+    return found
+
+
+def _terms(coupon: Coupon) -> tuple:
+    return coupon.code, coupon.customer_id, coupon.value, coupon.percent, coupon.expires_at
+
+
+def _record(state: Engine, coupons: Sequence[Coupon], campaign: str, run_id: str, now: datetime) -> None:
+    """Insert the missing state-DB records (by message key). A mail already recorded with other terms,
+    or a code recorded for another mail, raises `CouponConflict` (and nothing is written)."""
+    t = issued_coupons
+    with state.begin() as conn:
+        for chunk in _chunks(list({c.message_key: c for c in coupons}.values())):
+            keys, codes = [c.message_key for c in chunk], [c.code for c in chunk]
+            known = {
+                row.message_key: _from_record(row, UTC_ZONE)
+                for row in conn.execute(select(*_RECORD_COLUMNS).where(t.c.message_key.in_(keys)))
+            }
+            taken = set(conn.execute(select(t.c.code).where(t.c.code.in_(codes))).scalars())
+            missing = []
+            for c in chunk:
+                if c.message_key in known:
+                    if _terms(known[c.message_key]) != _terms(c):
+                        raise CouponConflict(
+                            f"mail {c.message_key} already has coupon {known[c.message_key].code} "
+                            "on other terms: render it with the recorded coupon"
+                        )
+                elif c.code in taken:
+                    raise CouponConflict(f"code {c.code} is already recorded for another mail")
+                else:
+                    missing.append(c)
+            if missing:
+                conn.execute(
+                    insert(t),
+                    [
+                        {
+                            "code": c.code,
+                            "campaign": campaign,
+                            "customer_id": c.customer_id,
+                            "message_key": c.message_key,
+                            "value": c.value,
+                            "percent": c.percent,
+                            "expires_at": c.expires_at,
+                            "run_id": run_id,
+                            "issued_at": now,
+                        }
+                        for c in missing
+                    ],
+                )
+
+
+def _insert_into_shop(shop: Engine, coupons: Sequence[Coupon], note: str) -> int:
+    """Insert the shop coupons that are missing (by code); a code owned by another customer fails."""
+    t = shop_schema.coupons
+    inserted = 0
+    with shop.begin() as conn:
+        for chunk in _chunks(list(coupons)):
+            owners = {
+                code: owner
+                for code, owner in conn.execute(
+                    select(t.c.code, t.c.customer_id).where(t.c.code.in_([c.code for c in chunk]))
+                )
+            }
+            for c in chunk:
+                if c.code in owners and owners[c.code] != c.customer_id:
+                    raise CouponConflict(f"shop coupon {c.code} belongs to another customer")
+            missing = [c for c in chunk if c.code not in owners]
+            if missing:
+                conn.execute(
+                    insert(t),
+                    [
+                        {
+                            "code": c.code,
+                            "customer_id": c.customer_id,
+                            "kind": "coupon",
+                            "value": c.value,
+                            "percent": c.percent,
+                            "expires_at": c.expires_at,
+                            "used": False,
+                            "note": note,
+                        }
+                        for c in missing
+                    ],
+                )
+                inserted += len(missing)
+    return inserted
+
+
+def coupon_note(campaign: Campaign) -> str:
+    """The shop-side note of the campaign's coupons (shown in the coupon-expiry reminder)."""
+    policy = campaign.coupon
+    return (policy.note if policy and policy.note else campaign.title)[:200]
+
+
+def issue_coupons(
+    shop_engine: Engine,
+    state_engine: Engine,
+    rows: Sequence[Coupon],
+    campaign: Campaign,
+    run_id: str,
+    now: datetime | None = None,
+) -> list[Coupon]:
+    """Make the coupons of these mails real; idempotent (safe to repeat after a crash or retry).
+
+    Order: the state-DB record first (what the mail promises, keyed by message key), then the shop
+    coupon (keyed by code). Render the mails with `recorded_coupons` first, so a mail whose coupon
+    was issued before (a crash, a retry) shows the recorded terms; `CouponConflict` is raised (before
+    the shop is touched) if a recorded coupon differs from `rows` or a code belongs to someone else.
+    """
+    if not rows:
+        return []
+    now = now or utcnow().replace(microsecond=0)
+    _record(state_engine, rows, campaign.name, run_id, now)
+    _insert_into_shop(shop_engine, rows, coupon_note(campaign))
+    return list(rows)

@@ -1,0 +1,172 @@
+"""Shopmail's state DB: migrations, suppressions and run summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import ColumnElement, Engine, func, insert, select
+
+from shopmail.db import get_engine
+from shopmail.state.schema import quarantined_rows, run_summaries, suppressions, watermarks
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_migrated: set[str] = set()
+
+
+def utcnow() -> datetime:
+    """Naive UTC now (the state DB stores naive UTC)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str) -> Engine:
+    """Bring the state DB at `url` to the latest migration (once per process) and return its engine."""
+    if url not in _migrated:
+        command.upgrade(alembic_config(url), "head")
+        _migrated.add(url)
+    return get_engine(url)
+
+
+IN_CHUNK = 2000
+SCAN_ABOVE = 50_000  # for more values than this one scan beats thousands of IN (...) queries
+
+
+def present_values(engine: Engine, column: ColumnElement, values: Iterable[Any], *where: Any) -> set[Any]:
+    """The values among `values` that `column`'s table holds (rows also matching `where`)."""
+    wanted = set(values)
+    if not wanted:
+        return set()
+    with engine.connect() as conn:
+        if len(wanted) > SCAN_ABOVE:
+            return {v for (v,) in conn.execute(select(column).where(*where)) if v in wanted}
+        ordered = sorted(wanted)
+        found: set[Any] = set()
+        for start in range(0, len(ordered), IN_CHUNK):
+            chunk = ordered[start : start + IN_CHUNK]
+            found.update(v for (v,) in conn.execute(select(column).where(column.in_(chunk), *where)))
+        return found
+
+
+def suppressed_emails(engine: Engine, emails: Iterable[str]) -> set[str]:
+    """The lower-cased addresses among `emails` that are suppressed."""
+    return present_values(engine, suppressions.c.email, {e.lower() for e in emails if e})
+
+
+def add_suppression(engine: Engine, email: str, reason: str, source: str) -> bool:
+    """Suppress an address; returns False if it already was."""
+    with engine.begin() as conn:
+        exists = conn.execute(
+            select(suppressions.c.email).where(suppressions.c.email == email.lower())
+        ).first()
+        if exists:
+            return False
+        conn.execute(
+            insert(suppressions).values(
+                email=email.lower(), reason=reason, source=source, created_at=utcnow()
+            )
+        )
+    return True
+
+
+def start_run(engine: Engine, run_id: str, campaign: str, as_of: date, dry_run: bool) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            insert(run_summaries).values(
+                run_id=run_id,
+                campaign=campaign,
+                as_of=as_of,
+                dry_run=dry_run,
+                status="running",
+                started_at=utcnow(),
+            )
+        )
+
+
+def finish_run(engine: Engine, run_id: str, status: str, counts: dict[str, int], details: Any) -> None:
+    values = {k: int(v) for k, v in counts.items() if k in run_summaries.c}
+    with engine.begin() as conn:
+        conn.execute(
+            run_summaries.update()
+            .where(run_summaries.c.run_id == run_id)
+            .values(status=status, finished_at=utcnow(), details=details, **values)
+        )
+
+
+IDLE_POLLS = (run_summaries.c.campaign == "service_poller") & (run_summaries.c.audience == 0)
+
+
+def recent_runs(
+    engine: Engine, campaign: str | None = None, limit: int = 20, idle_polls: bool = False
+) -> list[dict[str, Any]]:
+    """Newest runs first; service-poller runs that found nothing are left out unless `idle_polls`."""
+    query = select(run_summaries).order_by(run_summaries.c.started_at.desc()).limit(limit)
+    if campaign:
+        query = query.where(run_summaries.c.campaign == campaign)
+    if not idle_polls:
+        query = query.where(~IDLE_POLLS)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def record_quarantine(engine: Engine, run_id: str, rows: list[dict[str, str]]) -> int:
+    """Store quarantined rows (table_name, row_key, check_name) for this run."""
+    if not rows:
+        return 0
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(insert(quarantined_rows), [{**r, "run_id": run_id, "created_at": now} for r in rows])
+    return len(rows)
+
+
+def count_quarantined(engine: Engine, run_id: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).select_from(quarantined_rows).where(quarantined_rows.c.run_id == run_id)
+        ).scalar_one()
+
+
+def recent_audiences(engine: Engine, campaign: str, limit: int = 10) -> list[int]:
+    """Eligible audience sizes of the campaign's last completed sending runs (newest first)."""
+    query = (
+        select(run_summaries.c.details, run_summaries.c.audience)
+        .where(
+            run_summaries.c.campaign == campaign,
+            run_summaries.c.status == "completed",
+            run_summaries.c.dry_run.is_(False),
+        )
+        .order_by(run_summaries.c.started_at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [int((details or {}).get("eligible", audience)) for details, audience in rows]
+
+
+def get_watermark(engine: Engine, name: str) -> datetime | None:
+    """Naive UTC time before which the named event stream is handled, or None."""
+    with engine.connect() as conn:
+        return conn.execute(select(watermarks.c.value).where(watermarks.c.name == name)).scalar()
+
+
+def set_watermark(engine: Engine, name: str, value: datetime) -> None:
+    """Move the watermark forward (never back)."""
+    now = utcnow()
+    with engine.begin() as conn:
+        current = conn.execute(select(watermarks.c.value).where(watermarks.c.name == name)).scalar()
+        if current is None:
+            conn.execute(insert(watermarks).values(name=name, value=value, updated_at=now))
+        elif value > current:
+            conn.execute(
+                watermarks.update().where(watermarks.c.name == name).values(value=value, updated_at=now)
+            )
