@@ -1,21 +1,32 @@
 # Shopmail: `make demo [DATE=2026-03-08]` runs a whole day's schedule on the embedded demo shop;
-# `make test` runs the tests.
+# `make test` runs the tests. Both install exactly the committed lock (uv.lock) into .venv first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
 export GX_ANALYTICS_ENABLED := False
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test bench lint venv clean
+.PHONY: demo test bench lint venv lock clean
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+# uv itself, pinned, in its own small venv (.tools), so the project venv holds the lock exactly.
+$(UV):
+	python3 -m venv .tools
+	.tools/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+# `--locked`: install exactly uv.lock, and fail if it no longer matches pyproject.toml.
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --extra dev --python python3 --quiet
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Refresh the lock after changing dependencies (or to take newer releases), then run `make test`.
+lock: $(UV)
+	$(UV) lock --upgrade --python python3
 
 demo: $(STAMP)
 	$(VENV)/bin/shopmail demo $(if $(DATE),--as-of $(DATE))
