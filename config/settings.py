@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from cronsim import CronSim, CronSimError
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from config.quiet_hours import QuietHours
 from config.secrets import SECRET_FIELDS, load_secret_blocks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".shopmail"
+DEMO_SHOP_FILE = "demo_shop.sqlite"  # the embedded demo shop, in data_dir
+
+# Shipped demo values: fine for the demo and the local providers, refused where mail or links reach
+# real people (see `require_production_settings`). The defaults use RFC 2606 reserved names.
+DEMO_UNSUBSCRIBE_SECRET = "dev-only-change-me"
+DEMO_COUPON_SECRET = "dev-only-change-me-coupons"
+DEFAULT_SENDER_EMAIL = "shop@shop.example"
+NEW_SECRET_COMMAND = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+DEFAULT_POLL_CRON = "*/5 * * * *"  # the service poller: every 5 minutes
 
 
 class MailProvider(StrEnum):
@@ -69,12 +82,34 @@ class Settings(BaseSettings):
     max_send_errors: int = Field(
         50, ge=0, description="Failed requests (after retries) a run tolerates before it pauses."
     )
+    claim_lease_seconds: float = Field(
+        300.0,
+        ge=5,
+        le=3600,
+        description="Lease of a run's claimed (pending) ledger rows, renewed while it sends; rows of a "
+        "run silent this long are taken over by the next run as in doubt.",
+    )
+    doubt_grace_minutes: float = Field(
+        30.0,
+        ge=0,
+        le=7 * 24 * 60,
+        description="How long a SendGrid mail in doubt (its request got no answer, or its run died "
+        "mid-send) waits for proof of acceptance (a webhook event, the Activity API) before a later run "
+        "resends it once. Set it above the webhook's usual delay.",
+    )
     task_runner: TaskRunnerKind = Field(
         TaskRunnerKind.threads,
         description="threads: one process; processes: render and send batches on every core.",
     )
     workers: int = Field(2, ge=1, le=64, description="Processes for task_runner=processes.")
     send_batch_size: int = Field(1000, ge=1, le=1000, description="Recipients per send task.")
+    preflight_sample: int = Field(
+        200,
+        ge=0,
+        le=100_000,
+        description="Recipients rendered before any mail goes out, beyond one per variant and language "
+        "(catches template branches that only some recipients' data reach; 0: one per group only).",
+    )
     approval_factor: float = Field(
         3.0, gt=1, le=100, description="Pause a mass/occasion send for approval above this x the median."
     )
@@ -93,6 +128,16 @@ class Settings(BaseSettings):
     poll_first_lookback_minutes: int = Field(
         60, ge=1, le=7 * 1440, description="How far back the service poller looks on its first run."
     )
+    poll_cron: str = Field(
+        DEFAULT_POLL_CRON,
+        description="When the service poller runs: cron in the shop time zone, for `shopmail serve` and "
+        "the generated prefect.yaml (a shorter or longer interval trades mail latency for load).",
+    )
+    serve_only: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Deployments `shopmail serve` serves, comma-separated (e.g. 'service-poller' to run "
+        "the service mails on their own machine); empty: every deployment.",
+    )
     frequency_cap: int = Field(
         3, ge=0, le=1000, description="Marketing mails per customer per frequency window (0: no cap)."
     )
@@ -110,17 +155,17 @@ class Settings(BaseSettings):
         "mails composed then are scheduled (send_at) for the end; '' or 'off': none.",
     )
 
-    sender_email: str = Field("shop@example.ru", description="From address.")
+    sender_email: str = Field(DEFAULT_SENDER_EMAIL, description="From address (refused by SendGrid runs).")
     sender_name: str = Field("Демо-магазин", description="From name.")
     reply_to: str | None = None
     shop_name: str = Field("Демо-магазин", description="Shop name shown in mails.")
-    shop_url: str = Field("https://shop.example.ru", description="Shop home page.")
-    support_email: str = "support@example.ru"
+    shop_url: str = Field("https://shop.example", description="Shop home page.")
+    support_email: str = "support@shop.example"
     support_phone: str = "+7 800 000-00-00"
     social_links: dict[str, str] = Field(
         default_factory=lambda: {
-            "ВКонтакте": "https://vk.com/shop.example",
-            "Telegram": "https://t.me/shop_example",
+            "ВКонтакте": "https://vk.example/shop",
+            "Telegram": "https://t.example/shop",
         },
         description="Social links in every mail's footer, name -> URL (JSON in the env var).",
     )
@@ -131,15 +176,37 @@ class Settings(BaseSettings):
     utm_medium: str = "email"
 
     unsubscribe_url: str = Field(
-        "https://shop.example.ru/unsubscribe", description="Public one-click unsubscribe endpoint."
+        "https://shop.example/unsubscribe", description="Public one-click unsubscribe endpoint."
     )
     unsubscribe_secret: SecretStr = Field(
-        SecretStr("dev-only-change-me"), description="HMAC key for unsubscribe tokens (a secret)."
+        SecretStr(DEMO_UNSUBSCRIBE_SECRET), description="HMAC key for unsubscribe tokens (a secret)."
+    )
+    feedback_base_url: str | None = Field(
+        None,
+        description="Public base URL of the feedback app (unsubscribe, webhook, mail previews), e.g. "
+        "'https://mail.shop.example'; default: the origin of unsubscribe_url.",
+    )
+    preview_link_days: float = Field(
+        7, gt=0, le=90, description="How long a signed link to a sample mail's HTML (artifacts) stays valid."
     )
     coupon_secret: SecretStr = Field(
-        SecretStr("dev-only-change-me-coupons"),
+        SecretStr(DEMO_COUPON_SECRET),
         description="HMAC key that makes personal coupon codes unguessable (a secret; changing it "
         "changes the codes of mails not yet sent).",
+    )
+    coupon_table: str = Field(
+        "coupons",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="Where issued coupons go in the shop DB: 'coupons' (the contract table, writable) or "
+        "a table Shopmail owns, e.g. 'shopmail_coupon_outbox', whose trigger (a platform kit's "
+        "coupon_bridge.sql) creates the platform's own coupon.",
+    )
+    coupon_code_max_length: int | None = Field(
+        None,
+        ge=10,
+        le=40,
+        description="Longest coupon code the shop accepts (OpenCart: 20); the random part is shortened, "
+        "the prefix kept; a campaign whose prefix cannot fit does not load. None: 40 (the contract).",
     )
     sendgrid_webhook_public_key: SecretStr | None = Field(
         None,
@@ -149,6 +216,40 @@ class Settings(BaseSettings):
 
     secret_blocks: bool = Field(
         False, description="Read secrets missing from the environment from Prefect Secret blocks."
+    )
+
+    # The shop: money, links, campaigns it wants, how fresh its data must be (README "Connect your shop").
+    currency: str = Field(
+        "RUB",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of the shop's prices (orders with a `currency` column use their own).",
+    )
+    cart_path: str = Field("/cart", description="Cart page, relative to shop_url (or a full URL).")
+    account_path: str = Field("/account", description="Customer account page (relative or full URL).")
+    orders_path: str = Field("/account/orders", description="'My orders' page (relative or full URL).")
+    product_path: str = Field(
+        "/product/{id}", description="Product page for products without a `url` ({id}: the product id)."
+    )
+    tracking_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Carrier -> tracking URL template with {tracking_number}, for orders with a `carrier` "
+        'column (JSON, e.g. {"cdek": "https://www.cdek.ru/track?order_id={tracking_number}"}); others use '
+        "the campaign's tracking_url param.",
+    )
+    disabled_campaigns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Campaigns switched off for this shop, comma-separated (e.g. 'name_day,holiday').",
+    )
+    enabled_campaigns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Campaigns switched on although their file says enabled = false, comma-separated.",
+    )
+    max_order_age_days: int = Field(
+        14,
+        ge=0,
+        le=3650,
+        description="Data freshness: a newest order older than this stops the runs that read orders "
+        "(a stale replica or a broken view; 0: no check).",
     )
 
     @model_validator(mode="after")
@@ -166,6 +267,22 @@ class Settings(BaseSettings):
         ZoneInfo(value)  # raises for an unknown zone
         return value
 
+    @field_validator("poll_cron")
+    @classmethod
+    def _poll_cron(cls, value: str) -> str:
+        try:
+            CronSim(value, datetime(2026, 1, 1))
+        except CronSimError as exc:
+            raise ValueError(f"bad cron '{value}': {exc}") from exc
+        return value
+
+    @field_validator("serve_only", "disabled_campaigns", "enabled_campaigns", mode="before")
+    @classmethod
+    def _serve_only(cls, value: object) -> object:
+        if isinstance(value, str):  # the env var: "service-poller,welcome"
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
     @field_validator("quiet_hours")
     @classmethod
     def _quiet_hours(cls, value: str) -> str:
@@ -176,12 +293,28 @@ class Settings(BaseSettings):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def shop_link(self, path: str) -> str:
+        """A shop page: `path` relative to shop_url, or a full URL as it is."""
+        if path.startswith(("http://", "https://")):
+            return path
+        return self.shop_url.rstrip("/") + "/" + path.lstrip("/")
+
+    @property
+    def product_url_template(self) -> str:
+        """URL of a product without its own `url` ('{id}' to fill in)."""
+        return self.shop_link(self.product_path)
+
+    @property
+    def coupon_target(self) -> str:
+        """The table personal coupons are written into (SHOPMAIL_COUPON_TABLE when the setting exists)."""
+        return str(getattr(self, "coupon_table", None) or "coupons")
+
     @property
     def shop_url_resolved(self) -> str:
         """Shop DB URL, falling back to the embedded demo shop."""
         if self.shop_db_url is not None:
             return self.shop_db_url.get_secret_value()
-        return f"sqlite:///{self.data_dir / 'demo_shop.sqlite'}"
+        return f"sqlite:///{self.data_dir / DEMO_SHOP_FILE}"
 
     @property
     def state_url_resolved(self) -> str:
@@ -189,6 +322,14 @@ class Settings(BaseSettings):
         if self.state_db_url is not None:
             return self.state_db_url.get_secret_value()
         return f"sqlite:///{self.data_dir / 'state.sqlite'}"
+
+    @property
+    def feedback_base_url_resolved(self) -> str:
+        """Where the feedback app is reachable: feedback_base_url, else unsubscribe_url's origin."""
+        if self.feedback_base_url and self.feedback_base_url.strip():
+            return self.feedback_base_url.strip().rstrip("/")
+        parts = urlsplit(self.unsubscribe_url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     @property
     def outbox_path(self) -> Path:
@@ -199,3 +340,61 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings (cached; call `get_settings.cache_clear()` after env changes)."""
     return Settings()
+
+
+class DemoSettingsError(ValueError):
+    """A production use (SendGrid sending, the public feedback app) with a shipped demo value."""
+
+
+_DEMO_SECRETS = {"unsubscribe_secret": DEMO_UNSUBSCRIBE_SECRET, "coupon_secret": DEMO_COUPON_SECRET}
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field, e.g. SHOPMAIL_COUPON_SECRET."""
+    return "SHOPMAIL_" + field.upper()
+
+
+def demo_values_in_use(settings: Settings, *, sender: bool = False) -> list[str]:
+    """Settings fields still at a shipped demo value (or blank): the two HMAC secrets, and with
+    `sender` the From address."""
+    found = [
+        field
+        for field, demo in _DEMO_SECRETS.items()
+        if getattr(settings, field).get_secret_value().strip() in {demo, ""}
+    ]
+    if sender and settings.sender_email.strip().lower() in {DEFAULT_SENDER_EMAIL, ""}:
+        found.append("sender_email")
+    return found
+
+
+def demo_settings_message(purpose: str, fields: list[str]) -> str:
+    """Why `purpose` refuses to start and how to set each field."""
+    lines = [
+        f"Refusing to start {purpose}: still at the shipped demo value: {', '.join(map(env_name, fields))}."
+    ]
+    secrets = [f for f in fields if f in _DEMO_SECRETS]
+    if secrets:
+        lines.append(
+            "The demo secrets are public (they are in the source): anyone could forge unsubscribe links "
+            "or coupon codes. Set each to a new random value, e.g."
+        )
+        lines += [f"  export {env_name(f)}=$({NEW_SECRET_COMMAND})" for f in secrets]
+        blocks = ", ".join(f"'shopmail-{f.replace('_', '-')}'" for f in secrets)
+        lines.append(
+            f"or, when deployed, store them in Prefect Secret blocks {blocks} and set "
+            "SHOPMAIL_SECRET_BLOCKS=true."
+        )
+    if "sender_email" in fields:
+        lines.append(
+            f"{env_name('sender_email')} is the placeholder {DEFAULT_SENDER_EMAIL}: "
+            "set your shop's own From address (a domain authenticated in SendGrid)."
+        )
+    return "\n".join(lines)
+
+
+def require_production_settings(settings: Settings, purpose: str, *, sender: bool = False) -> None:
+    """Raise `DemoSettingsError` if `purpose` would run with a demo secret (or, with `sender`, the
+    placeholder From address). The demo and the outbox/memory providers never call this."""
+    fields = demo_values_in_use(settings, sender=sender)
+    if fields:
+        raise DemoSettingsError(demo_settings_message(purpose, fields))

@@ -13,17 +13,32 @@ from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Cancelled, State
 from prefect.task_runners import ProcessPoolTaskRunner
 from pydantic import Field
 
 from config.settings import Settings, TaskRunnerKind, get_settings
-from flows.steps import TemplateCheckFailed, check_data, plain_params, send_selection
+from flows.forms import (
+    DATE_FIELD,
+    bounded_int,
+    campaign_dropdown,
+    campaign_id,
+    segment_dropdown,
+    segment_id,
+    segment_titles,
+)
+from flows.steps import SendNotApproved, TemplateCheckFailed, check_data, send_selection
 from segments.rules import segment_names
-from segments.segment_snapshot import write_segment_snapshot
+from segments.segment_snapshot import SNAPSHOT_DIR, write_segment_snapshot
 from shopmail.campaigns import campaign_names, get_campaign
+from shopmail.db import get_engine, private_dir
+from shopmail.redaction import install_log_redaction
 from shopmail.run.run_report import RunReport
+from shopmail.shop.contract import DATASETS
+from shopmail.shop.extract import missing_datasets
 from shopmail.state import state_db
 from tasks.extract import extract_shop_data
+from tasks.record import record_run
 from tasks.select_recipients import select_recipients_task
 
 __all__ = ["CampaignName", "SegmentName", "TemplateCheckFailed", "campaign_flow", "configured_campaign_flow"]
@@ -37,58 +52,84 @@ def today_in_shop() -> date:
 
 
 def _run_name() -> str:
+    """`<campaign>[-<segment>]-<day>-<send|dry-run>`, ids even when the form passed titles."""
     params = flow_run.parameters
     mode = "dry-run" if params.get("dry_run") else "send"
     as_of = params.get("as_of") or today_in_shop().isoformat()
-    segment = f"-{plain_params(params['segment'])}" if params.get("segment") else ""
-    return f"{plain_params(params.get('campaign'))}{segment}-{as_of}-{mode}"
+    try:
+        name, chosen = campaign_id(params.get("campaign")), segment_id(params.get("segment"))
+    except ValueError:  # the flow itself reports it; the name stays readable
+        name, chosen = str(params.get("campaign")), None
+    return f"{name}{f'-{chosen}' if chosen else ''}-{as_of}-{mode}"
 
 
 @flow(name="campaign", flow_run_name=_run_name, log_prints=True)
 def campaign_flow(
-    campaign: CampaignName,  # type: ignore[valid-type]
-    as_of: date | None = None,
+    campaign: Annotated[str, campaign_dropdown()],
+    as_of: Annotated[date | None, DATE_FIELD] = None,
     dry_run: bool = False,
-    limit: Annotated[int | None, Field(ge=1, le=10_000_000)] = None,
-    segment: SegmentName | None = None,  # type: ignore[valid-type]
+    limit: Annotated[int | None, Field(ge=1, le=10_000_000), bounded_int(1, 10_000_000)] = None,
+    segment: Annotated[str | None, segment_dropdown()] = None,
     preapproved: bool = False,
-) -> RunReport:
+) -> RunReport | State:
     """Run one campaign of the registry for one day.
 
     Args:
-        campaign: The campaign to run (config/campaigns/).
-        as_of: The shop day to run for (shop time zone); empty = today. A past day backfills it.
-        dry_run: Select and render only: nothing is sent, nothing is written to the send ledger.
-        limit: Send to at most this many recipients (the rest go on the next run).
-        segment: Only customers of this segment (config/segments.toml); empty = the campaign's
-            default; `all` = everyone the campaign picks.
-        preapproved: Skip the pause for approval of an unusually large audience.
+        campaign: The campaign to run.
+        as_of: The shop day to run for (shop time zone); empty = today. A past day catches it up.
+        dry_run: Choose and render the mails, send nothing: the report shows how many would be sent.
+        limit: Send to at most this many customers (the others get it on the next run); empty = all.
+        segment: Only customers of this segment; empty = the campaign's usual segment.
+        preapproved: Send even an unusually large audience without pausing for approval.
+
+    A rejected (or unanswered) approval ends the run Cancelled, with nothing sent.
     """
     settings = get_settings()
-    spec = get_campaign(str(plain_params(campaign)))
+    install_log_redaction(settings)  # no coupon code, token or secret in this run's logs
+    spec = get_campaign(campaign_id(campaign))
     day = as_of or today_in_shop()
-    chosen = plain_params(segment) or spec.segment
+    picked = segment_id(segment)
+    chosen = spec.segment if picked is None else picked
     run_id = str(flow_run.id or uuid.uuid4())
     state = state_db.upgrade(settings.state_url_resolved)
     state_db.start_run(state, run_id, spec.name, day, dry_run)
     report = RunReport(run_id=run_id, campaign=spec.name, as_of=day, dry_run=dry_run, segment=chosen)
+    report.segment_title = segment_titles().get(chosen or "", "")
 
+    lacking = [
+        d
+        for d in missing_datasets(get_engine(settings.shop_url_resolved), spec.datasets)
+        if DATASETS[d].optional
+    ]
+    if lacking:  # an optional dataset the shop does not have: this campaign cannot run, nothing failed
+        report.problem = (
+            f"skipped: the shop has no {', '.join(lacking)} table or view, which {spec.name} needs "
+            "(`shopmail check-shop`; switch the campaign off with SHOPMAIL_DISABLED_CAMPAIGNS)"
+        )
+        record_run(report, "skipped")
+        get_run_logger().warning("%s: %s", spec.name, report.problem)
+        return report
     frames = extract_shop_data(spec, day)
     frames, quarantined_ids = check_data(frames, state, report)
     selection = select_recipients_task(spec, frames, day, quarantined_ids, segment=chosen)
+    private_dir(settings.data_dir / SNAPSHOT_DIR)  # customer ids and values: owner only (0700)
     write_segment_snapshot(settings.data_dir, run_id, selection.segment_snapshot)  # `shopmail why`
-    send_selection(
-        spec,
-        selection,
-        frames,
-        report,
-        settings,
-        state,
-        dry_run=dry_run,
-        limit=limit,
-        preapproved=preapproved,
-    )
-    get_run_logger().info("%s: %s", report.title(), report.counts())
+    try:
+        send_selection(
+            spec,
+            selection,
+            frames,
+            report,
+            settings,
+            state,
+            dry_run=dry_run,
+            limit=limit,
+            preapproved=preapproved,
+        )
+    except SendNotApproved as exc:  # a decision, not a failure: Cancelled, one line, no traceback
+        get_run_logger().warning("%s", exc)
+        return Cancelled(message=str(exc))
+    get_run_logger().info("%s", report.sentence())
     return report
 
 

@@ -11,8 +11,8 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from config.settings import get_settings
-from flows.campaign import CampaignName, today_in_shop
-from flows.steps import plain_params
+from flows.campaign import today_in_shop
+from flows.forms import DATE_FIELD, campaign_dropdown, campaign_id, campaign_name_for_run
 from shopmail.campaigns import get_campaign
 from shopmail.db import get_engine
 from shopmail.results.attribution import CampaignResult, campaign_result, default_period
@@ -27,14 +27,15 @@ def artifact_key(campaign: str) -> str:
 
 def _run_name() -> str:
     params = flow_run.parameters
-    return f"report-{plain_params(params.get('campaign'))}-{params.get('until') or 'today'}"
+    name = campaign_name_for_run(params)
+    return f"report-{name}-{params.get('until') or 'today'}"
 
 
 @flow(name="campaign-report", flow_run_name=_run_name, log_prints=True)
 def campaign_report(
-    campaign: CampaignName,  # type: ignore[valid-type]
-    since: date | None = None,
-    until: date | None = None,
+    campaign: Annotated[str, campaign_dropdown(marketing_only=True)],
+    since: Annotated[date | None, DATE_FIELD] = None,
+    until: Annotated[date | None, DATE_FIELD] = None,
     window_days: Annotated[int, Field(ge=1, le=90)] = 7,
 ) -> CampaignResult:
     """Measure a campaign: orders after the mail, mailed vs random holdout, uplift and p-value.
@@ -46,7 +47,7 @@ def campaign_report(
         window_days: An order counts when created within this many days after the mail.
     """
     settings = get_settings()
-    spec = get_campaign(str(plain_params(campaign)))
+    spec = get_campaign(campaign_id(campaign))
     first, last = default_period(today_in_shop(), since, until)
     state = state_db.upgrade(settings.state_url_resolved)
     shop = get_engine(settings.shop_url_resolved)

@@ -3,20 +3,47 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from config.settings import Settings, get_settings
-from shopmail.campaigns import CampaignKind, registry
-from shopmail.schedule import POLL_CRON
+from flows.forms import segment_titles, shape_form
+from shopmail.campaigns import CampaignKind, enabled_campaigns, registry
 
 CAMPAIGN_ENTRYPOINT = "flows/campaign.py:campaign_flow"
 POLLER_ENTRYPOINT = "flows/service_poller.py:service_poller"
 DAILY_ENTRYPOINT = "flows/daily_schedule.py:daily_schedule"
 REPORT_ENTRYPOINT = "flows/campaign_report.py:campaign_report"
+PREVIEW_ENTRYPOINT = "flows/mail_preview.py:mail_preview"
+SEGMENT_ENTRYPOINT = "flows/segment_size.py:segment_size"
+WHY_ENTRYPOINT = "flows/why_mail.py:why_mail"
+HISTORY_ENTRYPOINT = "flows/campaign_history.py:campaign_history"
 DEFAULT_POOL = "shopmail"
+WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+
+
+def cron_words(cron: str, timezone: str) -> str:
+    """A cron in a marketer's words with its time zone: `0 12 * * 5` -> `Every Friday at 12:00 shop
+    time (Europe/Moscow).`; crons other than daily/weekly at a fixed time are shown as they are."""
+    minute, hour, day, month, weekday = cron.split()
+    zone = f"shop time ({timezone})"
+    if minute.isdigit() and hour.isdigit() and day == month == "*":
+        at = f"{int(hour):02d}:{int(minute):02d}"
+        if weekday == "*":
+            return f"Every day at {at} {zone}."
+        if weekday.isdigit() and int(weekday) <= 7:
+            return f"Every {WEEKDAYS[int(weekday) % 7]} at {at} {zone}."
+    if minute.startswith("*/") and hour == day == month == weekday == "*":
+        return f"Every {minute[2:]} minutes, {zone}."
+    return f"Schedule `{cron}`, {zone}."
+
+
+def _tags(*tags: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(tags))  # in order, each once
 
 
 @dataclass(frozen=True)
@@ -33,30 +60,39 @@ class DeploymentSpec:
     concurrency_limit: int = 1  # never two runs of the same campaign at once
 
 
-def deployment_specs() -> list[DeploymentSpec]:
-    """Every scheduled campaign, the service poller (polled campaigns) and the daily schedule."""
+def deployment_specs(settings: Settings | None = None) -> list[DeploymentSpec]:
+    """Every scheduled campaign, the service poller (polled campaigns, on `settings.poll_cron`) and
+    the daily schedule."""
+    settings = settings or get_settings()
+    tz = settings.timezone
     specs = [
         DeploymentSpec(
             name=c.name,
             entrypoint=CAMPAIGN_ENTRYPOINT,
-            description=f"{c.title}. {c.description}".strip(),
+            description=" ".join(
+                [f"{c.title}. {c.description}".strip()]
+                + [cron_words(c.schedule, tz) if c.schedule else "No schedule: started by hand."]
+                + ["A run started by hand is a dry run unless you untick “Dry run”."]
+                * (c.kind == CampaignKind.mass)
+            ),
             cron=c.schedule,
             # a mass mailing started by hand defaults to a dry run (review the artifact, then send);
             # its scheduled run sends, guarded by the approval pause
             parameters={"campaign": c.name, "dry_run": c.kind == CampaignKind.mass},
             schedule_parameters={"dry_run": False} if c.kind == CampaignKind.mass else {},
-            tags=("shopmail", str(c.kind), "marketing" if c.marketing else "service"),
+            tags=_tags("shopmail", str(c.kind), "marketing" if c.marketing else "service"),
         )
-        for c in registry().values()
+        for c in enabled_campaigns().values()  # a campaign switched off for this shop is not scheduled
         if not c.polled
     ]
-    polled = sorted(c.name for c in registry().values() if c.polled)
+    polled = sorted(c.title for c in enabled_campaigns().values() if c.polled)
     specs.append(
         DeploymentSpec(
             name="service-poller",
             entrypoint=POLLER_ENTRYPOINT,
-            description="Service mails every 5 minutes since the last watermark: " + ", ".join(polled),
-            cron=POLL_CRON,
+            description="Service mails for new shop events since the last poll. "
+            f"{cron_words(settings.poll_cron, tz)} Mails: " + "; ".join(polled) + ".",
+            cron=settings.poll_cron,
             tags=("shopmail", "service"),
         )
     )
@@ -64,7 +100,8 @@ def deployment_specs() -> list[DeploymentSpec]:
         DeploymentSpec(
             name="daily-schedule",
             entrypoint=DAILY_ENTRYPOINT,
-            description="Every campaign due on a day, in priority order: backfill a missed day.",
+            description="Every campaign due on a day, most important first: catch up a missed day. "
+            "Started by hand.",
             tags=("shopmail", "backfill"),
         )
     )
@@ -76,6 +113,35 @@ def deployment_specs() -> list[DeploymentSpec]:
             tags=("shopmail", "report"),
         )
     )
+    specs += [
+        DeploymentSpec(
+            name="mail-preview",
+            entrypoint=PREVIEW_ENTRYPOINT,
+            description="The mail one customer would get from a campaign: subject, text and HTML. "
+            "Nothing is sent.",
+            tags=("shopmail", "tool"),
+        ),
+        DeploymentSpec(
+            name="segment-size",
+            entrypoint=SEGMENT_ENTRYPOINT,
+            description="How big a segment is: customers, share of all customers, marketing consent, "
+            "a sample without addresses.",
+            tags=("shopmail", "tool"),
+        ),
+        DeploymentSpec(
+            name="why-mail",
+            entrypoint=WHY_ENTRYPOINT,
+            description="Why a customer got, or did not get, a campaign's mail: the segment rule on "
+            "their values and the mails recorded for them.",
+            tags=("shopmail", "tool"),
+        ),
+        DeploymentSpec(
+            name="campaign-history",
+            entrypoint=HISTORY_ENTRYPOINT,
+            description="The last runs of a campaign side by side: day, mode, status, segment, counts.",
+            tags=("shopmail", "tool"),
+        ),
+    ]
     return specs
 
 
@@ -84,6 +150,12 @@ def _flow_for(entrypoint: str):
         from flows.campaign import configured_campaign_flow
 
         return configured_campaign_flow()
+    if entrypoint in (PREVIEW_ENTRYPOINT, SEGMENT_ENTRYPOINT, WHY_ENTRYPOINT, HISTORY_ENTRYPOINT):
+        import importlib
+
+        path, name = entrypoint.split(":")
+        module = path.removesuffix(".py").replace("/", ".")
+        return getattr(importlib.import_module(module), name)
     if entrypoint == POLLER_ENTRYPOINT:
         from flows.service_poller import service_poller
 
@@ -97,23 +169,72 @@ def _flow_for(entrypoint: str):
     return daily_schedule
 
 
+def served_specs(settings: Settings | None = None) -> list[DeploymentSpec]:
+    """The deployments `shopmail serve` serves: all, or only those named in `settings.serve_only`.
+
+    Raises ValueError for a name that is no deployment (a typo must not silently serve nothing).
+    """
+    settings = settings or get_settings()
+    specs = deployment_specs(settings)
+    if not settings.serve_only:
+        return specs
+    known = {spec.name for spec in specs}
+    unknown = sorted(set(settings.serve_only) - known)
+    if unknown:
+        raise ValueError(
+            f"SHOPMAIL_SERVE_ONLY names no deployment: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    return [spec for spec in specs if spec.name in settings.serve_only]
+
+
 def runner_deployments(settings: Settings | None = None) -> list:
-    """`RunnerDeployment`s for `prefect.serve` (one process serves them all)."""
+    """`RunnerDeployment`s for `prefect.serve` (one process serves them all, or `serve_only`)."""
+    from prefect.utilities.callables import ParameterSchema
+
     settings = settings or get_settings()
     deployments = []
-    for spec in deployment_specs():
-        deployments.append(
-            _flow_for(spec.entrypoint).to_deployment(
-                name=spec.name,
-                cron=None,
-                schedules=_schedules(spec, settings),
-                parameters=spec.parameters,
-                description=spec.description,
-                tags=list(spec.tags),
-                concurrency_limit=spec.concurrency_limit,
-            )
+    for spec in served_specs(settings):
+        deployment = _flow_for(spec.entrypoint).to_deployment(
+            name=spec.name,
+            cron=None,
+            schedules=_schedules(spec, settings),
+            parameters=spec.parameters,
+            description=spec.description,
+            tags=list(spec.tags),
+            concurrency_limit=spec.concurrency_limit,
         )
+        deployment._parameter_openapi_schema = ParameterSchema(**form_for(spec, deployment))
+        deployments.append(deployment)
     return deployments
+
+
+def form_for(spec: DeploymentSpec, deployment: Any) -> dict[str, Any]:
+    """The deployment's run form: the flow's schema with human field titles and no `null` defaults;
+    a campaign deployment's campaign is fixed (not in the form: the `sale` deployment runs `sale`)
+    and its segment field names the campaign's usual segment."""
+    schema = deployment._parameter_openapi_schema.model_dump(exclude_unset=True)
+    campaign = spec.parameters.get("campaign")
+    notes = {}
+    if campaign:
+        usual = registry()[campaign].segment
+        shown = segment_titles().get(usual, usual) if usual else "none, everyone it picks"
+        notes["segment"] = f"This campaign's usual segment: {shown}."
+    fixed = {"campaign": campaign} if campaign else {}
+    shaped = shape_form(schema, fixed=fixed, notes=notes)
+    if campaign and "segment" in shaped["properties"]:  # only segments this campaign's data can evaluate
+        usable = set(usable_segments(registry()[campaign].datasets))
+        field = shaped["properties"]["segment"]
+        field["enum"] = [title for name, title in segment_titles().items() if name in usable]
+    return shaped
+
+
+def usable_segments(datasets: tuple[str, ...] | list[str]) -> list[str]:
+    """Segments (and `all`) whose rule reads only what a campaign with `datasets` extracts."""
+    from segments.rules import load_segments
+
+    catalogue = load_segments()
+    return ["all"] + [n for n in catalogue.names() if set(catalogue.datasets(n)) <= set(datasets)]
 
 
 def _schedules(spec: DeploymentSpec, settings: Settings) -> list:
@@ -133,10 +254,11 @@ def _yaml_schedule(spec: DeploymentSpec, timezone: str) -> dict[str, Any]:
 
 def prefect_yaml(pool: str = DEFAULT_POOL, timezone: str | None = None) -> str:
     """The `prefect.yaml` for `prefect deploy --all` onto a work pool (process, Docker, Kubernetes)."""
-    timezone = timezone or get_settings().timezone
+    settings = get_settings()
+    timezone = timezone or settings.timezone
     document = {
         "name": "shopmail",
-        "prefect-version": "3.8",
+        "prefect-version": "3.9",
         "pull": [
             {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $SHOPMAIL_PROJECT_DIR }}"}}
         ],
@@ -151,7 +273,7 @@ def prefect_yaml(pool: str = DEFAULT_POOL, timezone: str | None = None) -> str:
                 "concurrency_limit": spec.concurrency_limit,
                 "work_pool": {"name": pool},
             }
-            for spec in deployment_specs()
+            for spec in deployment_specs(settings)
         ],
     }
     header = (
@@ -159,3 +281,17 @@ def prefect_yaml(pool: str = DEFAULT_POOL, timezone: str | None = None) -> str:
         "# Deploy onto a work pool: `prefect deploy --all` (see README, Operations).\n"
     )
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+
+
+LOGGING_CONFIG = Path(__file__).resolve().parent.parent / "config" / "logging.yml"
+
+
+def use_quiet_logging() -> None:
+    """Point this process and the flow runs it starts at config/logging.yml (Prefect's logging with
+    the engine's routine lines dropped), unless PREFECT_LOGGING_SETTINGS_PATH is set already."""
+    if os.environ.get("PREFECT_LOGGING_SETTINGS_PATH"):
+        return
+    os.environ["PREFECT_LOGGING_SETTINGS_PATH"] = str(LOGGING_CONFIG)
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging(incremental=False)

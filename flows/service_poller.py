@@ -3,31 +3,55 @@ watermark (registrations, password resets, order status changes).
 
 One extract and one data check serve every polled campaign. Each campaign reads the window
 [watermark - overlap, now): the overlap catches rows committed late, the ledger makes re-reading
-harmless. A campaign's watermark moves to `now` only after its mails are all sent, so a crash or
-a failed send re-reads the same events next time: nothing is lost and nothing is sent twice.
+harmless. The watermark never moves past an event whose mail is not sent yet (final in the ledger:
+sent, rejected): after a poll it moves to `now`, or to the time of the earliest event whose mail
+ended `failed` (or was left to another live run, or was never tried), so the next polls re-read and
+retry it; a crashed send keeps the watermark where it was. A mail still unsent when its event is
+older than the campaign's `max_age_hours` leaves the window: it is closed in the ledger as `expired`
+and counted (`expired` in the poll's outcomes), never silently dropped.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from sqlalchemy import Engine
 
 from config.settings import get_settings
 from flows.steps import check_data, send_selection
-from shopmail.campaigns import Campaign, registry
+from shopmail.campaigns import Campaign, enabled_campaigns
+from shopmail.db import get_engine
+from shopmail.redaction import install_log_redaction, redact
+from shopmail.run.pipeline import Selection
 from shopmail.run.run_report import RunReport
-from shopmail.state import state_db
+from shopmail.shop.contract import tables_needed
+from shopmail.shop.extract import missing_datasets
+from shopmail.state import ledger, state_db
 from tasks.extract import extract_datasets
 from tasks.select_recipients import select_recipients_task
+from tasks.send import with_db_retries
 
 
 def polled_campaigns(names: list[str] | None = None) -> list[Campaign]:
-    """The registry's polled (service) campaigns, optionally only `names`."""
-    found = [c for c in registry().values() if c.polled]
+    """The registry's polled (service) campaigns the shop has switched on, optionally only `names`."""
+    found = [c for c in enabled_campaigns().values() if c.polled]
     return [c for c in found if not names or c.name in names]
+
+
+def runnable(specs: list[Campaign], engine: Engine) -> tuple[list[Campaign], dict[str, str]]:
+    """The campaigns whose datasets the shop has, and why the others are skipped (name -> reason)."""
+    absent = set(missing_datasets(engine, sorted({d for spec in specs for d in spec.datasets})))
+    lacking = {spec.name: sorted(absent & set(tables_needed(spec.datasets))) for spec in specs}
+    skipped = {
+        name: f"skipped: the shop has no {', '.join(tables)} table or view (`shopmail check-shop`)"
+        for name, tables in lacking.items()
+        if tables
+    }
+    return [spec for spec in specs if spec.name not in skipped], skipped
 
 
 def watermark_name(campaign: str) -> str:
@@ -40,6 +64,56 @@ def poll_window(
     """[since, until): from the watermark minus the overlap, or `first_min` back on a first run."""
     since = last - timedelta(minutes=overlap_min) if last else until - timedelta(minutes=first_min)
     return min(since, until), until
+
+
+EVENT_TIME_COLUMNS = ("event_at", "registered_at", "requested_at")  # the polled builders' event time
+
+
+def settled_watermark(
+    selection: Selection, state: Engine, until: datetime, current: datetime | None
+) -> datetime | None:
+    """Where the watermark may move after a poll: `until` when every selected mail is final in the
+    ledger, else the earliest unsent event's time (never later than `until`); `current` when the
+    audience has no event-time column."""
+    eligible = selection.eligible
+    if eligible.empty:
+        return until
+    done = ledger.already_done(state, eligible["message_key"].tolist())
+    unsent = eligible[~eligible["message_key"].isin(done)]
+    if unsent.empty:
+        return until
+    column = next((c for c in EVENT_TIME_COLUMNS if c in unsent.columns), None)
+    if column is None:
+        return current
+    earliest = pd.to_datetime(unsent[column]).min()
+    return until if pd.isna(earliest) else min(until, earliest.to_pydatetime())
+
+
+def expire_aged_out(
+    spec: Campaign,
+    frames: dict[str, pd.DataFrame],
+    day: date,
+    quarantined_ids: set[int],
+    mark: datetime | None,
+    until: datetime,
+    overlap_min: int,
+    state: Engine,
+    run_id: str,
+) -> int:
+    """Close as `expired` the unsent mails of events that fall out of this poll's window because they
+    are older than `max_age_hours` (between the watermark minus the overlap and the cut-off)."""
+    max_age = spec.params.get("max_age_hours")
+    if mark is None or not max_age:
+        return 0
+    since, cutoff = mark - timedelta(minutes=overlap_min), until - timedelta(hours=float(max_age))
+    if since >= cutoff:
+        return 0
+    aged = select_recipients_task(spec, frames, day, quarantined_ids, window=(since, cutoff))
+    entries = [
+        ledger.LedgerEntry(spec.name, str(occ), int(cid))
+        for occ, cid in zip(aged.eligible["occasion_key"], aged.eligible["customer_id"], strict=True)
+    ]
+    return with_db_retries(lambda: ledger.expire(state, entries, run_id))
 
 
 def _run_name() -> str:
@@ -57,6 +131,7 @@ def service_poller(dry_run: bool = False, campaigns: list[str] | None = None) ->
     """
     logger = get_run_logger()
     settings = get_settings()
+    install_log_redaction(settings)
     specs = polled_campaigns(campaigns)
     until = state_db.utcnow()
     day = until.replace(tzinfo=UTC).astimezone(settings.tz).date()
@@ -64,6 +139,10 @@ def service_poller(dry_run: bool = False, campaigns: list[str] | None = None) ->
     state = state_db.upgrade(settings.state_url_resolved)
     state_db.start_run(state, parent, "service_poller", day, dry_run)
     gate_report = RunReport(run_id=parent, campaign="service_poller", as_of=day, dry_run=dry_run)
+    specs, skipped = runnable(specs, get_engine(settings.shop_url_resolved))
+    for name, reason in skipped.items():  # the other polled campaigns still run
+        logger.warning("%s %s", name, reason)
+    gate_report.errors.extend(f"{name} {reason}" for name, reason in skipped.items())
     datasets = sorted({d for spec in specs for d in spec.datasets})
     history = max((spec.history_days for spec in specs), default=1)
     frames = extract_datasets(datasets, day, history)
@@ -71,9 +150,17 @@ def service_poller(dry_run: bool = False, campaigns: list[str] | None = None) ->
 
     reports: dict[str, RunReport] = {}
     failures: list[str] = []
+    expired: dict[str, int] = {}
     for spec in specs:
         mark = state_db.get_watermark(state, watermark_name(spec.name))
         window = poll_window(mark, until, settings.poll_overlap_minutes, settings.poll_first_lookback_minutes)
+        if not dry_run:
+            closed = expire_aged_out(
+                spec, frames, day, quarantined_ids, mark, until, settings.poll_overlap_minutes, state, parent
+            )
+            if closed:
+                expired[spec.name] = closed
+                logger.warning("%s: %d mails never sent within max_age_hours: expired", spec.name, closed)
         selection = select_recipients_task(spec, frames, day, quarantined_ids, window=window)
         if len(selection.eligible):  # re-read events (overlap) that all went out: no run to record
             run_id = str(uuid.uuid5(uuid.UUID(parent), spec.name))
@@ -88,15 +175,22 @@ def service_poller(dry_run: bool = False, campaigns: list[str] | None = None) ->
             try:
                 send_selection(spec, selection, frames, report, settings, state, dry_run=dry_run, limit=None)
             except Exception as exc:  # this campaign re-reads its window next time; others go on
-                failures.append(f"{spec.name}: {exc}")
+                failures.append(redact(f"{spec.name}: {exc}"))
                 reports[spec.name] = report
                 continue
             reports[spec.name] = report
         if not dry_run:
-            state_db.set_watermark(state, watermark_name(spec.name), until)
+            settled = settled_watermark(selection, state, until, mark)
+            if settled is not None:
+                state_db.set_watermark(state, watermark_name(spec.name), settled)
 
     gate_report.audience = sum(r.audience for r in reports.values())
     gate_report.eligible = sum(r.eligible for r in reports.values())
+    for name, count in expired.items():
+        if name in reports:
+            reports[name].outcomes["expired"] += count
+        else:
+            gate_report.outcomes["expired"] += count
     for report in reports.values():
         gate_report.outcomes.update(report.outcomes)
     gate_report.problem = "; ".join(failures)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
 from typing import Any
 
 import pandas as pd
@@ -12,15 +14,17 @@ from prefect.input import RunInput
 from pydantic import Field
 from sqlalchemy import Engine
 
-from config.settings import Settings
+from config.settings import Settings, get_settings
 from shopmail.campaigns import Campaign
 from shopmail.mail.rendering import TemplateError
 from shopmail.run.approval import needs_approval
 from shopmail.run.pipeline import MailComposer, Selection, product_lookup
-from shopmail.run.run_report import RunReport, redact_tokens
+from shopmail.run.run_report import RunReport, redact, redact_tokens
+from shopmail.shop.extract import day_end_utc
 from shopmail.state import ledger, state_db
+from shopmail.state.coupons import coupons_waiting
 from tasks.record import record_run
-from tasks.send import SendingPaused, send_batch, with_db_retries
+from tasks.send import CLAIM_SKIP_REASONS, SendingPaused, send_batch, with_db_retries
 from tasks.validate import DataCheckFailed, drop_quarantined, validate_shop_data
 
 APPROVAL_POLL_S = 3  # how often a paused run checks for the marketer's answer
@@ -30,6 +34,10 @@ class TemplateCheckFailed(RuntimeError):
     """The template failed on sample recipients: nothing is sent."""
 
 
+class RenderFailed(RuntimeError):
+    """Some recipients' mails could not be rendered: the run failed (the rendered ones were sent)."""
+
+
 class SendNotApproved(RuntimeError):
     """The audience needed approval and was rejected (or nobody answered in time)."""
 
@@ -37,16 +45,38 @@ class SendNotApproved(RuntimeError):
 class Approval(RunInput):
     """What the marketer answers in the Prefect UI when a send is paused for approval."""
 
-    approve: bool = Field(False, description="Tick to send to this audience; leave unticked to cancel.")
-    note: str = Field("", max_length=500, description="Why (kept in the run history).")
+    approve: bool = Field(
+        False, title="Approve", description="Tick to send to this audience; leave unticked to cancel the run."
+    )
+    note: str = Field("", max_length=500, title="Note", description="Why (shown in the run's report).")
+
+
+SEVERITY_WORDS = {
+    "critical": "the run stops",
+    "quarantine": "set aside, never mailed",
+    "unknown": "the value is treated as missing",
+}
+
+
+def findings_sentence(gate: Any) -> str:
+    """What the data checks found, as one sentence for the run log, e.g. "Data checks found: in
+    customers, 3 of 600 rows fail email match_regex (set aside, never mailed)." """
+    parts = []
+    for r in (r for r in gate.results if r.unexpected):
+        check = r.check.removeprefix("expect_column_values_to_").replace("_", " ")
+        what = SEVERITY_WORDS.get(r.severity, r.severity)
+        parts.append(f"in {r.dataset}, {r.unexpected:,} of {r.rows:,} rows fail {r.column} {check} ({what})")
+    return "Data checks found: " + "; ".join(parts) + ". The run report's data-check table lists every check."
 
 
 def check_data(
     frames: dict[str, pd.DataFrame], state: Engine, report: RunReport
 ) -> tuple[dict[str, pd.DataFrame], set[int]]:
     """Great Expectations gate: record quarantined rows; stop the run if a check failed."""
-    gate = validate_shop_data(frames)
+    gate = validate_shop_data(frames, report.as_of, day_end_utc(report.as_of, get_settings().tz))
     report.checks_markdown = gate.markdown()
+    if gate.findings():
+        get_run_logger().warning("%s", findings_sentence(gate))
     report.quarantined = state_db.record_quarantine(
         state,
         report.run_id,
@@ -63,14 +93,23 @@ def check_data(
     return drop_quarantined(frames, gate), {int(k) for k in gate.quarantined_keys("customers")}
 
 
-def preflight(composer: MailComposer, selection: Selection) -> list:
-    """Render one recipient of each (variant, language) group; any error stops the run."""
+PREFLIGHT_SAMPLE = 200  # recipients rendered before any send, beyond one per variant and language
+
+
+def preflight(composer: MailComposer, selection: Selection, sample: int = PREFLIGHT_SAMPLE) -> list:
+    """Render one recipient of each (variant, language) group, then an evenly spread sample of up to
+    `sample` more (branches that only some recipients' data reach); any error stops the run before
+    a mail goes out. Returns the first mails (one per group)."""
     eligible = selection.eligible
     if eligible.empty:
         return []
     keys = [c for c in ("variant", "language") if c in eligible.columns]
     firsts = eligible.groupby(keys, dropna=False, sort=False).head(1) if keys else eligible.head(1)
-    return [composer.compose(row) for row in firsts.to_dict("records")]
+    mails = [composer.compose(row) for row in firsts.to_dict("records")]
+    step = max(1, len(eligible) // sample)
+    for row in eligible.iloc[::step].head(sample).to_dict("records"):
+        composer.compose(row)
+    return mails
 
 
 def batches(selection: Selection, size: int, limit: int | None) -> list[list[dict]]:
@@ -89,11 +128,12 @@ def approval_request(report: RunReport, reason: str) -> str:
     if report.sample is not None:
         lines += ["", f"**Sample subject:** {report.sample.subject}", "", "```text"]
         lines += [redact_tokens(report.sample.text)[:3000], "```"]
-    return "\n".join(lines)
+    return redact("\n".join(lines))
 
 
-def approve_send(spec: Campaign, report: RunReport, settings: Settings, state: Engine) -> None:
-    """Pause for a marketer's decision when the audience size is anomalous; raise if not approved."""
+def approve_send(spec: Campaign, report: RunReport, settings: Settings, state: Engine, base: int = 0) -> None:
+    """Pause for a marketer's decision when the audience size is anomalous or implausible for a base
+    of `base` customers; raise if not approved."""
     decision = needs_approval(
         spec.kind,
         report.eligible,
@@ -101,6 +141,8 @@ def approve_send(spec: Campaign, report: RunReport, settings: Settings, state: E
         settings.approval_factor,
         settings.approval_min_audience,
         settings.approval_max_audience,
+        base=base,
+        max_share=spec.max_share,
     )
     if not decision.needed:
         return
@@ -108,9 +150,8 @@ def approve_send(spec: Campaign, report: RunReport, settings: Settings, state: E
     logger.warning("%s: %s; waiting for approval in the Prefect UI", report.title(), decision.reason)
     try:
         answer = pause_flow_run(
-            wait_for_input=Approval.with_initial_data(
-                description=approval_request(report, decision.reason), approve=False
-            ),
+            # only the description: initial data would replace the fields and drop their hints
+            wait_for_input=Approval.with_initial_data(description=approval_request(report, decision.reason)),
             timeout=settings.approval_timeout_s,
             poll_interval=APPROVAL_POLL_S,
             key="audience-approval",
@@ -163,7 +204,7 @@ def send_selection(
 
     products = product_lookup(frames["products"]) if "products" in frames else {}
     try:
-        samples = preflight(MailComposer(spec, settings, products), selection)
+        samples = preflight(MailComposer(spec, settings, products), selection, settings.preflight_sample)
     except TemplateError as exc:
         report.problem = f"Template check failed, nothing sent: {exc}"
         record_run(report, "blocked")
@@ -175,7 +216,9 @@ def send_selection(
         record_run(report, "completed")
         return report
     if not preapproved:
-        approve_send(spec, report, settings, state)
+        approve_send(
+            spec, report, settings, state, base=len(frames["customers"]) if "customers" in frames else 0
+        )
 
     record_holdout(spec, selection, report.run_id, state)
     work = batches(selection, settings.send_batch_size, limit)
@@ -188,13 +231,32 @@ def send_selection(
             outcome = future.result()
         except Exception as exc:  # the batch stays pending/failed in the ledger: next run resends
             failed_batches += 1
-            report.errors.append(f"batch failed: {type(exc).__name__}: {exc}")
+            report.errors.append(redact(f"batch failed: {type(exc).__name__}: {exc}"))
             continue
-        report.outcomes.update(outcome.counts)
+        counts = Counter(outcome.counts)
+        for reason in CLAIM_SKIP_REASONS:  # lost at claim time: skipped (reported by reason), not failed
+            if count := counts.pop(reason, 0):
+                report.skipped[reason] = report.skipped.get(reason, 0) + count
+        report.outcomes.update(counts)
         report.errors.extend(outcome.errors)
         report.problem = outcome.paused or report.problem
-    status = "paused" if report.problem else "completed" if not failed_batches else "failed"
+    if spec.coupon is not None:  # coupons issued for mails not sent (yet): the rerun sends them
+        with contextlib.suppress(Exception):
+            report.outcomes["coupons_waiting"] = coupons_waiting(state, spec.name).get(spec.name, 0)
+    unrendered = report.outcomes.get("render_failed", 0)
+    if unrendered and not report.problem:
+        report.problem = (
+            f"{unrendered:,} of {report.eligible:,} mails could not be rendered with template "
+            f"'{spec.template}' and were not sent (the others were); fix the template and rerun: "
+            "the ledger resends only those. First errors: " + "; ".join(report.errors[:3])
+        )
+    status = (
+        "paused" if report.problem and not unrendered else "completed" if not failed_batches else "failed"
+    )
+    status = "failed" if unrendered else status
     record_run(report, status)
+    if unrendered:
+        raise RenderFailed(report.problem)
     if report.problem:
         raise SendingPaused(report.problem)
     if failed_batches:

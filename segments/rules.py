@@ -230,29 +230,69 @@ def _walk(node: dict[str, Any], path: str = "rule") -> Iterator[tuple[str, dict[
 class SegmentCatalogue:
     """Named segments, all checked (fields, operators, values, references, no cycles)."""
 
-    def __init__(self, segments: dict[str, Segment], source: str = "segments") -> None:
-        self.segments = dict(segments)
+    def __init__(
+        self,
+        segments: dict[str, Segment],
+        source: str = "segments",
+        broken: dict[str, str] | None = None,
+        strict: bool = True,
+    ) -> None:
+        """`strict`: raise on the first bad segment; else keep the good ones and list the bad ones (and
+        those referring to them) in `broken` (name -> reason): a bad segment disables only itself."""
         self.source = source
-        known = set(self.segments)
+        self.segments = dict(segments)
+        self.broken: dict[str, str] = dict(broken or {})
+        problems = self._problems(known=set(self.segments) | set(self.broken))
+        if strict and (problems or self.broken):
+            raise SegmentError(next(iter({**self.broken, **problems}.values())))
+        self.broken.update(problems)
+        for name in self.broken:
+            self.segments.pop(name, None)
+
+    def _problems(self, known: set[str]) -> dict[str, str]:
+        """Each bad segment's first problem: name, rule, reference cycle, reference to a bad segment."""
+        problems: dict[str, str] = {}
         for name, segment in self.segments.items():
-            if not NAME.match(name) or name == ALL:
-                raise SegmentError(
-                    f"{source}: segment name {name!r} must be lowercase letters, digits and _ "
-                    f"(2-41 characters), and not '{ALL}'"
-                )
-            check_rule(segment.rule, name, known)
+            try:
+                if not NAME.match(name) or name == ALL:
+                    raise SegmentError(
+                        f"{self.source}: segment name {name!r} must be lowercase letters, digits and _ "
+                        f"(2-41 characters), and not '{ALL}'"
+                    )
+                check_rule(segment.rule, name, known)
+            except SegmentError as exc:
+                problems[name] = str(exc)
+        bad = set(problems) | set(self.broken)
         for name in self.segments:
-            self._no_cycle(name, [name])
+            if name not in bad:
+                try:
+                    self._no_cycle(name, [name], bad)
+                except SegmentError as exc:
+                    problems[name] = str(exc)
+        changed = True
+        while changed:  # a segment built on a bad one is bad too
+            changed = False
+            for name in self.segments:
+                bad = set(problems) | set(self.broken)
+                if name in bad:
+                    continue
+                refs = [(path, ref) for path, ref in self._refs(name) if ref in bad]
+                if refs:
+                    path, ref = refs[0]
+                    problems[name] = f"segment '{name}': {path}: refers to segment '{ref}', which is broken"
+                    changed = True
+        return problems
 
     def _refs(self, name: str) -> list[tuple[str, str]]:
         return [(f"{p}.segment", n["segment"]) for p, n in _walk(self.segments[name].rule) if "segment" in n]
 
-    def _no_cycle(self, name: str, stack: list[str]) -> None:
+    def _no_cycle(self, name: str, stack: list[str], bad: set[str] = frozenset()) -> None:
         for path, ref in self._refs(name):
             if ref in stack:
                 chain = " -> ".join([*stack[stack.index(ref) :], ref])
                 raise SegmentError(f"segment '{name}': {path}: segment reference cycle {chain}")
-            self._no_cycle(ref, [*stack, ref])
+            if ref not in bad:
+                self._no_cycle(ref, [*stack, ref], bad)
 
     def names(self) -> list[str]:
         return list(self.segments)
@@ -261,6 +301,10 @@ class SegmentCatalogue:
         return name in self.segments
 
     def get(self, name: str) -> Segment:
+        if name in self.broken:
+            raise SegmentError(
+                f"segment '{name}' is disabled, {self.source} has a problem with it: {self.broken[name]}"
+            )
         if name not in self.segments:
             raise SegmentError(f"unknown segment '{name}'; known: {', '.join(self.segments) or 'none'}")
         return self.segments[name]
@@ -312,51 +356,67 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def parse_segments(data: dict[str, Any], source: str = "segments") -> SegmentCatalogue:
-    """A catalogue from the parsed TOML (`[segments.<name>]` tables with title, description, rule)."""
+def parse_segments(data: dict[str, Any], source: str = "segments", strict: bool = True) -> SegmentCatalogue:
+    """A catalogue from the parsed TOML (`[segments.<name>]` tables with title, description, rule);
+    `strict=False` keeps the good segments when some are bad (see `SegmentCatalogue`)."""
     extra = set(data) - {"segments"}
     if extra:
         raise SegmentError(f"{source}: unexpected top-level keys {sorted(extra)}; use [segments.<name>]")
     tables = data.get("segments", {})
     if not isinstance(tables, dict):
         raise SegmentError(f"{source}: 'segments' must be a table of [segments.<name>] tables")
-    segments = {}
+    segments: dict[str, Segment] = {}
+    broken: dict[str, str] = {}
     for name, table in tables.items():
-        if not isinstance(table, dict):
-            raise SegmentError(f"segment '{name}': expected a table with title, description, rule")
-        unknown = set(table) - {"title", "description", "rule"}
-        if unknown:
-            raise SegmentError(
-                f"segment '{name}': unknown keys {sorted(unknown)}; use title, description, rule"
-            )
-        if "rule" not in table:
-            raise SegmentError(f"segment '{name}': missing 'rule'")
+        problem = _table_problem(name, table)
+        if problem and strict:
+            raise SegmentError(problem)
+        if problem:
+            broken[name] = problem
+            continue
         segments[name] = Segment(
             name, str(table.get("title", name)), str(table.get("description", "")), table["rule"]
         )
-    return SegmentCatalogue(segments, source)
+    return SegmentCatalogue(segments, source, broken, strict)
+
+
+def _table_problem(name: str, table: Any) -> str | None:
+    if not isinstance(table, dict):
+        return f"segment '{name}': expected a table with title, description, rule"
+    unknown = set(table) - {"title", "description", "rule"}
+    if unknown:
+        return f"segment '{name}': unknown keys {sorted(unknown)}; use title, description, rule"
+    if "rule" not in table:
+        return f"segment '{name}': missing 'rule'"
+    return None
 
 
 @lru_cache(maxsize=8)
-def _load(path: str, mtime_ns: int) -> SegmentCatalogue:
+def _load(path: str, mtime_ns: int, strict: bool = True) -> SegmentCatalogue:
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SegmentError(f"{Path(path).name}: {exc}") from exc
-    return parse_segments(data, Path(path).name)
+    return parse_segments(data, Path(path).name, strict)
 
 
-def load_segments(path: Path | str = SEGMENTS_FILE) -> SegmentCatalogue:
-    """The checked segment catalogue of a TOML file (re-read when the file changes)."""
-    file = Path(path)
+def load_segments(path: Path | str | None = None, strict: bool = True) -> SegmentCatalogue:
+    """The checked segment catalogue of a TOML file (default `SEGMENTS_FILE`; re-read when the file
+    changes). `strict=False` (runs, listings): bad segments are disabled one by one (`.broken`), the
+    others usable; a file that does not parse still raises."""
+    file = Path(path or SEGMENTS_FILE)
     if not file.is_file():
         raise SegmentError(f"segment file not found: {file}")
-    return _load(str(file.resolve()), file.stat().st_mtime_ns)
+    return _load(str(file.resolve()), file.stat().st_mtime_ns, strict)
 
 
-def segment_names(path: Path | str = SEGMENTS_FILE) -> list[str]:
-    """Names of the segments of the segment file (e.g. for a flow parameter's dropdown)."""
-    return load_segments(path).names()
+def segment_names(path: Path | str | None = None) -> list[str]:
+    """Names of the usable segments of the segment file (e.g. for a flow parameter's dropdown); none
+    when the file cannot be read (runs that need a segment then stop with the reason)."""
+    try:
+        return load_segments(path, strict=False).names()
+    except SegmentError:
+        return []
 
 
 # --- evaluation -----------------------------------------------------------------------------------

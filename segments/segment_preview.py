@@ -42,7 +42,7 @@ def preview_segment(
 ) -> SegmentPreview:
     """Evaluate segment `name` over `frames` (customers, and the orders, items and products its rule
     needs) as of `as_of`; `sample` random members (reproducible with `seed`), by customer id."""
-    catalogue = catalogue or load_segments()
+    catalogue = catalogue or load_segments(strict=False)
     segment = catalogue.get(name)
     features = customer_features(frames, as_of, tz)
     mask = catalogue.mask(name, features)

@@ -151,7 +151,7 @@ def restrict_to_segment(
             campaign, as_of, str(tz), None, {}, {}, pd.DataFrame({"customer_id": ids.astype(np.int64)})
         )
         return audience, snapshot
-    catalogue = catalogue or load_segments()
+    catalogue = catalogue or load_segments(strict=False)  # a bad segment disables only itself
     catalogue.get(name)
     needed = catalogue.datasets(name)
     missing = [d for d in needed if d not in campaign_datasets]

@@ -3,34 +3,101 @@
 from __future__ import annotations
 
 import os
+import traceback
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
+import click  # noqa: E402
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
 
-from config.settings import get_settings  # noqa: E402
-from shopmail.db import safe_url  # noqa: E402
+from config.settings import (  # noqa: E402
+    DEMO_SHOP_FILE,
+    DemoSettingsError,
+    MailProvider,
+    Settings,
+    get_settings,
+    require_production_settings,
+)
+from shopmail.db import private_dir, safe_url  # noqa: E402
+from shopmail.redaction import install_log_redaction, redact  # noqa: E402
+from shopmail.run.errors import Context, explain, unexpected  # noqa: E402
+
+
+class CliFailure(SystemExit):
+    """Exit with `code` after printing `message`; `str()` is the message (for tests and callers)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(code)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _error_context() -> Context:
+    try:
+        settings = get_settings()
+    except Exception:  # the settings themselves are the problem: say so without them
+        return Context()
+    return Context(settings.shop_url_resolved, settings.state_url_resolved, str(settings.data_dir))
+
+
+def debug_wanted(ctx: click.Context) -> bool:
+    """`--debug` or SHOPMAIL_DEBUG=1: show full tracebacks."""
+    flag = os.environ.get("SHOPMAIL_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+    return flag or bool(ctx.params.get("debug"))
+
+
+def fail(exc: BaseException, debug: bool) -> CliFailure:
+    """Print one paragraph for `exc` (and the traceback when `debug`); the exit to raise."""
+    explained = explain(exc, _error_context())
+    message = explained.message if explained else unexpected(exc)
+    if debug:
+        typer.echo(redact("".join(traceback.format_exception(exc))), err=True)
+    typer.echo(message, err=True)
+    return CliFailure(message, explained.exit_code if explained else 1)
+
+
+class FriendlyGroup(TyperGroup):
+    """Every command's expected failures as one paragraph with what to do next, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, typer.Exit):
+            raise  # typer.Exit is not click's Exit (a RuntimeError): a command's own exit code
+        except Exception as exc:
+            raise fail(exc, debug_wanted(ctx)) from exc
+
 
 app = typer.Typer(
     help="Shopmail: email marketing automation for online shops.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold secrets
+    cls=FriendlyGroup,
 )
 console = Console()
 
 
 @app.callback()
-def _prepare() -> None:
+def _prepare(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of a failure (or SHOPMAIL_DEBUG=1).")
+    ] = False,
+) -> None:
     """Create the local data folder (demo shop, state DB, outbox) if needed. Without a Prefect
     server (PREFECT_API_URL), runs use a temporary one whose database lives in the data folder."""
-    data_dir = get_settings().data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = get_settings()
+    install_log_redaction(settings)  # no coupon code, token or secret in what the CLI prints
+    data_dir = settings.data_dir
+    private_dir(data_dir)  # demo shop, state DB, outbox: personal data, owner only
     if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
         os.environ["PREFECT_HOME"] = str(data_dir.resolve() / "prefect")
 
@@ -45,6 +112,35 @@ def _day(value: datetime | None) -> date | None:
     return value.date() if value else None
 
 
+def _refuse_demo_settings(settings: Settings, purpose: str, *, sender: bool = False) -> None:
+    """Exit with the reason and the fix when `purpose` would start with a shipped demo value."""
+    try:
+        require_production_settings(settings, purpose, sender=sender)
+    except DemoSettingsError as exc:
+        typer.echo(str(exc), err=True)  # plain: the export lines must stay copyable
+        raise typer.Exit(2) from None
+
+
+def is_demo_shop_url(url: str, data_dir: Path) -> bool:
+    """True if `url` is the embedded demo shop's own SQLite file in `data_dir` (what `demo-data`
+    may drop and recreate without --force)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # unparseable: certainly not ours
+        return False
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return False
+    return Path(parsed.database).resolve() == (data_dir / DEMO_SHOP_FILE).resolve()
+
+
+def _refuse_demo_sending(settings: Settings, dry_run: bool) -> None:
+    """SendGrid sends to real people: refuse the demo secrets and From address before any work."""
+    if settings.mail_provider == MailProvider.sendgrid and not dry_run:
+        _refuse_demo_settings(settings, "sending through SendGrid", sender=True)
+
+
 @app.command("demo-data")
 def demo_data(
     customers: Annotated[int, typer.Option(min=10, help="How many customers.")] = 5000,
@@ -53,12 +149,25 @@ def demo_data(
         datetime | None,
         typer.Option(formats=["%Y-%m-%d"], help="The shop's 'today' (default: today)."),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Also overwrite a SHOPMAIL_SHOP_DB_URL other than the demo's own file."),
+    ] = False,
 ) -> None:
-    """Generate the demo shop database (the embedded default, or SHOPMAIL_SHOP_DB_URL)."""
+    """Generate the demo shop database (the embedded default, or SHOPMAIL_SHOP_DB_URL with --force)."""
     from shopmail.devtools.demo_shop import generate_demo_shop
 
     settings = get_settings()
     url = settings.shop_url_resolved
+    if not force and not is_demo_shop_url(url, settings.data_dir):
+        typer.echo(
+            f"Refusing to overwrite {safe_url(url)}: `demo-data` drops and recreates the shop tables "
+            "(customers, orders, coupons, ...) and this is not the demo shop's own file "
+            f"({settings.data_dir / DEMO_SHOP_FILE}). Unset SHOPMAIL_SHOP_DB_URL for the demo, or pass "
+            "--force if this database is a scratch copy you mean to overwrite.",
+            err=True,
+        )
+        raise typer.Exit(2)
     console.print(f"Demo shop -> {safe_url(url)}")
     with Progress(
         TextColumn("{task.description:<14}"),
@@ -105,9 +214,10 @@ def run(
 ) -> None:
     """Run one campaign now through the Prefect flow."""
     from flows.campaign import configured_campaign_flow
-    from shopmail.campaigns import get_campaign
+    from shopmail.campaigns import get_campaign, require_enabled
 
-    get_campaign(campaign)  # clear error for an unknown name
+    require_enabled(get_campaign(campaign))  # clear error for an unknown or disabled campaign
+    _refuse_demo_sending(get_settings(), dry_run)
     report = configured_campaign_flow()(
         campaign=campaign,
         as_of=_day(as_of),
@@ -129,6 +239,7 @@ def poll(
     """Run the service-mail poller once (what its deployment does every 5 minutes)."""
     from flows.service_poller import service_poller
 
+    _refuse_demo_sending(get_settings(), dry_run)
     reports = service_poller(dry_run=dry_run)
     if not reports:
         console.print("No service mails due.")
@@ -139,12 +250,102 @@ def poll(
 @app.command()
 def campaigns() -> None:
     """List the campaigns of the registry."""
-    from shopmail.campaigns import registry
+    from shopmail.campaigns import broken_campaigns, disabled_reason, registry
 
-    table = Table("name", "kind", "schedule", "marketing", "title")
+    settings = get_settings()
+    table = Table("name", "kind", "schedule", "marketing", "enabled", "title")
     for c in registry().values():
-        table.add_row(c.name, c.kind, c.schedule or "-", "yes" if c.marketing else "no", c.title)
+        off = disabled_reason(c, settings.disabled_campaigns, settings.enabled_campaigns)
+        enabled = f"[yellow]no[/]: {off}" if off else "yes"
+        table.add_row(c.name, c.kind, c.schedule or "-", "yes" if c.marketing else "no", enabled, c.title)
+    broken = broken_campaigns()
+    for name in broken:
+        table.add_row(name, "[red]broken[/]", "-", "-", "no", "disabled: see below")
     console.print(table)
+    for name, reason in broken.items():
+        console.print(f"[red]{name}[/] is disabled (the other campaigns run): {reason}", highlight=False)
+
+
+@app.command("check-shop")
+def check_shop_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check the shop database against the data contract and tell which campaigns can run.
+
+    Exit code 1 when an enabled campaign cannot run with this data."""
+    import json
+
+    from shopmail.campaigns import is_enabled, registry
+    from shopmail.db import get_engine
+    from shopmail.shop.check_shop import check_shop
+    from shopmail.state.state_db import utcnow
+
+    settings = get_settings()
+    specs = dict(registry())
+    enabled = {
+        n: is_enabled(c, settings.disabled_campaigns, settings.enabled_campaigns) for n, c in specs.items()
+    }
+    result = check_shop(
+        get_engine(settings.shop_url_resolved),
+        specs,
+        enabled,
+        utcnow(),
+        shop=safe_url(settings.shop_url_resolved),
+        coupon_table=settings.coupon_target,
+        max_order_age_days=settings.max_order_age_days,
+    )
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str))
+    else:
+        _print_shop_check(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _print_shop_check(result) -> None:
+    """The check-shop result as rich tables: datasets, columns with problems, findings, campaigns."""
+    console.print(f"Shop database: {result.shop}  (checked {result.checked_at} UTC)", highlight=False)
+    tables = Table("dataset", "exists", "rows", "last 30 days", title="Datasets")
+    for d in result.datasets:
+        exists = "yes" if d.exists else ("[yellow]no (optional)[/]" if d.optional else "[red]no[/]")
+        recent = "-" if d.rows_last_30_days is None else f"{d.rows_last_30_days:,}"
+        tables.add_row(d.name, exists, "-" if d.rows is None else f"{d.rows:,}", recent)
+    console.print(tables)
+    columns = Table("column", "required", "type", "NULL", "zero dates", "outside allowed", title="Columns")
+    for d in result.datasets:
+        for c in d.columns:
+            null = "-" if c.null_rate is None else f"{c.null_rate:.1%}"
+            outside = ", ".join(f"{v} ({n})" for v, n in c.outside.items()) or "-"
+            present = "" if c.present else " [red](missing)[/]" if c.required else " [yellow](missing)[/]"
+            columns.add_row(
+                f"{d.name}.{c.name}{present}",
+                "yes" if c.required else "no",
+                c.type + (f" [red]({c.bad_type} bad)[/]" if c.bad_type else ""),
+                null,
+                str(c.zero_dates or "-"),
+                outside,
+            )
+    console.print(columns)
+    if result.newest_order:
+        console.print(f"Newest order: {result.newest_order} UTC ({result.newest_order_age_hours} h ago)")
+    if result.coupons_writable is not None:
+        verdict = "yes" if result.coupons_writable else "[red]no[/]"
+        console.print(
+            f"Coupons can be written into `{result.coupon_table}`: {verdict} {result.coupon_problem}"
+        )
+    colour = {"error": "red", "warning": "yellow", "info": "dim"}
+    for f in result.findings:
+        where = f"{f.dataset}.{f.column}" if f.column else f.dataset
+        console.print(f"[{colour.get(f.level, 'white')}]{f.level}[/] {where}: {f.message}", highlight=False)
+    verdicts = Table("campaign", "enabled", "can run", "why not", title="Campaigns")
+    for c in result.campaigns:
+        can = "yes" if c.can_run else ("[red]no[/]" if c.enabled else "no")
+        verdicts.add_row(c.name, "yes" if c.enabled else "no", can, "; ".join(c.reasons) or "-")
+    console.print(verdicts)
+    if result.blocked:
+        console.print(
+            f"[red]{len(result.blocked)} enabled campaign(s) cannot run[/]: fix the data or disable them"
+        )
 
 
 @app.command()
@@ -211,6 +412,17 @@ def history(
             str(r["quarantined"]),
         )
     console.print(table)
+    from shopmail.state.coupons import coupons_waiting
+    from shopmail.state.ledger import in_doubt_counts
+
+    waiting = coupons_waiting(state, campaign)
+    if waiting:  # issued in the shop, mail not sent (failed, in doubt, crashed): the rerun sends them
+        listed = ", ".join(f"{name} {count:,}" for name, count in sorted(waiting.items()))
+        console.print(f"Coupons waiting for their mail (a rerun sends them): {listed}")
+    doubt = in_doubt_counts(state, campaign)
+    if doubt:
+        listed = ", ".join(f"{name} {count:,}" for name, count in sorted(doubt.items()))
+        console.print(f"Mails in doubt, waiting for proof of acceptance: {listed}")
 
 
 @app.command()
@@ -275,13 +487,17 @@ def segment(
     """Preview a segment: definition, size, share of the base, a sample (no e-mail addresses)."""
     from segments.rules import SegmentError, load_segments
 
-    catalogue = load_segments()
+    catalogue = load_segments(strict=False)  # a bad segment is listed as disabled, the others work
     if list_segments or name is None:
         table = Table("name", "title", "reads", "description", title="Segments (config/segments.toml)")
         for n in catalogue.names():
             s = catalogue.get(n)
             table.add_row(n, s.title, ", ".join(catalogue.fields(n)), s.description)
+        for n in catalogue.broken:
+            table.add_row(n, "[red]broken[/]", "-", "disabled: see below")
         console.print(table)
+        for n, reason in catalogue.broken.items():
+            console.print(f"[red]{n}[/] is disabled: {reason}", markup=True, highlight=False)
         return
     from segments.segment_preview import preview_segment
     from shopmail.db import get_engine
@@ -366,13 +582,24 @@ def deployments(
 
 @app.command()
 def serve() -> None:
-    """Serve every deployment from this process (needs a Prefect server: PREFECT_API_URL)."""
+    """Serve every deployment from this process (needs a Prefect server: PREFECT_API_URL).
+
+    SHOPMAIL_SERVE_ONLY serves only the named deployments; SHOPMAIL_POLL_CRON sets the service
+    poller's schedule.
+    """
     from prefect import serve as prefect_serve
 
-    from flows.deploy import runner_deployments
+    from flows.deploy import runner_deployments, served_specs, use_quiet_logging
 
+    _refuse_demo_sending(get_settings(), dry_run=False)  # the served runs would mail real people
     if not os.environ.get("PREFECT_API_URL"):
         console.print("[yellow]PREFECT_API_URL is not set: start `prefect server start` and export it.[/]")
+    try:
+        served_specs()
+    except ValueError as exc:  # SHOPMAIL_SERVE_ONLY names an unknown deployment
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    use_quiet_logging()  # no "Finished in state Completed()" per task in the runs' logs
     prefect_serve(*runner_deployments(), limit=get_settings().workers * 2)
 
 
@@ -387,8 +614,13 @@ def sendgrid_sink(
     rate_drop: Annotated[float, typer.Option(min=0, max=1, help="Share dropped, no answer.")] = 0.0,
     slow_ms: Annotated[int, typer.Option(min=0, help="Latency added to every request.")] = 0,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible faults.")] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(help="Another Host name clients use, e.g. a container name (repeatable)."),
+    ] = None,
 ) -> None:
-    """Run the local SendGrid-compatible server (mails at http://HOST:PORT/sink)."""
+    """Run the local SendGrid-compatible server (mails at http://HOST:PORT/sink, opened with the key
+    it prints; requests naming any other host are refused)."""
     from shopmail.devtools.sendgrid_sink import serve
     from shopmail.devtools.sink_faults import Faults
 
@@ -401,8 +633,14 @@ def sendgrid_sink(
         slow_ms=slow_ms,
         seed=seed,
     )
-    console.print(f"SendGrid sink on http://{host}:{port} (mails: /sink; set SHOPMAIL_SENDGRID_HOST)")
-    serve(host=host, port=port, api_key=api_key, faults=faults)
+    serve(
+        host=host,
+        port=port,
+        api_key=api_key,
+        faults=faults,
+        allow_hosts=allow_host or (),
+        announce=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+    )
 
 
 @app.command("feedback-app")
@@ -413,8 +651,10 @@ def feedback_app(
     """Run the one-click unsubscribe endpoint and the SendGrid event webhook."""
     from shopmail.web.feedback_app import serve
 
+    settings = get_settings()
+    _refuse_demo_settings(settings, "the feedback app")
     console.print(f"Feedback app on http://{host}:{port} (/unsubscribe, /sendgrid/events)")
-    serve(get_settings(), host=host, port=port)
+    serve(settings, host=host, port=port)
 
 
 def _ensure_demo_shop(day: date, customers: int) -> None:
@@ -444,6 +684,14 @@ def _print_day(day: date, results: dict[str, dict[str, int | str]]) -> None:
     quarantined = max((int(c.get("quarantined", 0)) for c in results.values()), default=0)
     if quarantined:
         console.print(f"{quarantined:,} shop rows quarantined by the data checks (`shopmail history`).")
+    for name, counts in results.items():
+        if counts.get("reason"):
+            console.print(f"{name}: {counts['reason']}", markup=False, highlight=False)
+
+
+def failed_campaigns(results: dict[str, dict[str, int | str]]) -> list[str]:
+    """Campaigns of a daily schedule that did not complete (failed, disabled)."""
+    return [name for name, counts in results.items() if counts["status"] != "completed"]
 
 
 @app.command()
@@ -456,6 +704,7 @@ def demo(
     from flows.daily_schedule import daily_schedule
 
     settings = get_settings()
+    _refuse_demo_sending(settings, dry_run)
     day = _day(as_of) or datetime.now(settings.tz).date()
     if settings.shop_db_url is None:
         _ensure_demo_shop(day, customers)
@@ -465,6 +714,15 @@ def demo(
     if settings.mail_provider == "outbox" and outbox.exists():
         files = sorted(outbox.glob("*.eml"))
         console.print(f"{len(files)} mail(s) in {outbox}; e.g. {files[0] if files else '-'}")
+    failed = failed_campaigns(results)
+    if failed:
+        typer.echo(
+            f"{len(failed)} of {len(results)} campaigns did not complete: {', '.join(failed)} "
+            "(reasons above). "
+            "Fix them and run the day again: the send ledger sends only what is missing.",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,8 +9,6 @@ from cronsim import CronSim
 
 from shopmail.campaigns import Campaign
 
-POLL_CRON = "*/5 * * * *"  # the service poller
-
 
 def fire_times(expr: str, day: date, tz: ZoneInfo) -> list[datetime]:
     """The local times on `day` at which `expr` fires."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,15 +19,23 @@ from shopmail.campaigns import Campaign
 from shopmail.db import get_engine
 from shopmail.mail.rendering import TemplateError
 from shopmail.mailer.base import OutgoingMail, SendResult, SendStatus
-from shopmail.mailer.errors import MailerConfigurationError, MailerError
+from shopmail.mailer.errors import MailerConfigurationError
 from shopmail.mailer.factory import make_sender
 from shopmail.mailer.throttle import ErrorBudget, run_budget
-from shopmail.run.pipeline import MailComposer
+from shopmail.redaction import install_log_redaction, redact
+from shopmail.run.pipeline import MailComposer, claim_cap
 from shopmail.state import ledger, state_db
 from shopmail.state.coupons import issue_coupons, recorded_coupons
 from shopmail.state.ledger import LedgerEntry
 
 T = TypeVar("T")
+CLAIMED_BY_OTHER_RUN = "claimed_by_other_run"  # skip reason: a live run of the same mail sends it
+FREQUENCY_CAP = "frequency_cap"  # skip reason: over a cap at claim time (another campaign was first)
+CLAIM_SKIP_REASONS = (CLAIMED_BY_OTHER_RUN, FREQUENCY_CAP)
+# outcome counts of doubt: `in_doubt` (a request of this run got no answer, or an earlier doubt still
+# waits for proof), `sent_before_crash` (doubt resolved by proof: not resent), `resent_after_doubt`
+# (no proof within the grace period: sent once more)
+DOUBT_COUNTS = ("in_doubt", "sent_before_crash", "resent_after_doubt")
 
 
 class SendingPaused(RuntimeError):
@@ -108,11 +117,32 @@ def issue_batch_coupons(
     try:
         with_db_retries(lambda: issue_coupons(shop, state, wanted, campaign, run_id))
     except Exception as exc:
-        error = f"coupon not issued: {type(exc).__name__}: {str(exc)[:300]}"
+        error = f"coupon not issued: {type(exc).__name__}: {redact(str(exc))[:300]}"  # redact, then cut
         failed = [SendResult(m.message_key, SendStatus.failed, error=error) for m in mails]
         with contextlib.suppress(Exception):  # if this fails too they stay pending: in doubt, same end
-            with_db_retries(lambda: ledger.mark(state, failed))
+            with_db_retries(lambda: ledger.mark(state, failed, run_id))
         raise CouponIssueFailed(f"{len(mails)} mails not sent, {error}") from exc
+
+
+def resolve_doubt(state: Engine, sender: Any, claim: ledger.Claim, run_id: str) -> dict[str, str | None]:
+    """Proof of acceptance for the claim's doubtful mails (taken over or still waiting): a stored
+    webhook event carrying the key, else the provider's own lookup (SendGrid Email Activity, in bulk;
+    outbox file; memory). Proved rows are marked `sent`; returns key -> provider message id."""
+    doubtful = claim.in_doubt + claim.awaiting
+    if not doubtful:
+        return {}
+    proofs = with_db_retries(lambda: ledger.proved_by_events(state, doubtful))
+    rest = [k for k in doubtful if k not in proofs]
+    if rest:
+        proofs.update(sender.confirm(rest))
+    taken = set(claim.in_doubt)
+    done = [SendResult(k, SendStatus.sent, pid) for k, pid in proofs.items() if k in taken]
+    if done:
+        with_db_retries(lambda: ledger.mark(state, done, run_id))
+    waiting = {k: pid for k, pid in proofs.items() if k not in taken}
+    if waiting:
+        with_db_retries(lambda: ledger.confirm_sent(state, waiting))
+    return proofs
 
 
 def retry_unless_misconfigured(_task: object, _run: object, state: Any) -> bool:
@@ -139,8 +169,11 @@ def send_batch(
     products: dict[int, dict[str, Any]],
     run_id: str,
 ) -> BatchOutcome:
-    """Exactly-once send of one batch: ledger `pending` and coupons before the call, outcome after."""
+    """Exactly-once send of one batch: ledger `pending` and coupons before the call, each request's
+    outcome (sent / rejected / failed / in doubt) right after it; doubtful mails of earlier attempts
+    are resolved by proof or, after the grace period, resent once."""
     settings = get_settings()
+    install_log_redaction(settings)  # also in process-pool workers
     state = state_db.upgrade(settings.state_url_resolved)
     composer = batch_composer(campaign, settings, products, rows, state)
     outcome = BatchOutcome()
@@ -160,28 +193,62 @@ def send_batch(
         outcome.paused = _pause_message(budget)
         return outcome
     sender = make_sender(settings, budget)
-    claim = with_db_retries(lambda: ledger.claim(state, entries, run_id, sender.name))
+    lease_s = settings.claim_lease_seconds
+    cap = claim_cap(campaign, settings)  # the cap under concurrency: re-checked under customer locks
+    # exact providers (outbox, memory) know what they accepted: their doubt needs no grace period
+    grace_s = 0.0 if sender.exact_confirm else settings.doubt_grace_minutes * 60
+    claim = with_db_retries(
+        lambda: ledger.claim(
+            state, entries, run_id, sender.name, lease_seconds=lease_s, cap=cap, doubt_grace_s=grace_s
+        )
+    )
     allowed = set(claim.keys)
-    outcome.counts["already_sent"] += len(mails) - len(allowed)
-    with sender:
-        confirmed = sender.confirm(claim.in_doubt)  # accepted before a crash: do not resend
-        if confirmed:
-            done = [SendResult(k, SendStatus.sent, pid) for k, pid in confirmed.items()]
-            with_db_retries(lambda: ledger.mark(state, done))
-            outcome.counts["sent_before_crash"] += len(done)
+    outcome.counts[CLAIMED_BY_OTHER_RUN] += len(claim.held_by_other)
+    outcome.counts[FREQUENCY_CAP] += len(claim.capped)
+    not_done = len(allowed) + len(claim.held_by_other) + len(claim.capped) + len(claim.awaiting)
+    outcome.counts["already_sent"] += len(mails) - not_done
+    # the heartbeat renews the claimed rows' lease while this run works on them (another run takes
+    # over only the rows of a run silent for `claim_lease_seconds`)
+    with sender, ledger.Heartbeat(state, run_id, claim.token, lease_s) as heartbeat:
+        confirmed = resolve_doubt(state, sender, claim, run_id)
+        outcome.counts["sent_before_crash"] += len(confirmed)
+        outcome.counts["in_doubt"] += len(set(claim.awaiting) - set(confirmed))
         to_send = [m for m in mails if m.message_key in allowed and m.message_key not in confirmed]
+        if not sender.exact_confirm:
+            outcome.counts["resent_after_doubt"] += len(set(claim.in_doubt) - set(confirmed))
         issue_batch_coupons(composer, to_send, state, settings, run_id)
+        with contextlib.suppress(Exception):  # a missed beat is retried by the background beats
+            heartbeat.beat()
+        recorded: dict[str, SendResult] = {}
+        lock = threading.Lock()
+
+        def record(request_results: list[SendResult]) -> None:
+            """Each request's outcome goes to the ledger as soon as it is known."""
+            with_db_retries(lambda: ledger.mark(state, request_results, run_id))
+            with lock:
+                recorded.update((r.message_key, r) for r in request_results)
+
         try:
-            results = sender.send_batch(to_send)
-        except MailerError as exc:
-            failed = [SendResult(m.message_key, SendStatus.failed, error=str(exc)) for m in to_send]
-            with_db_retries(lambda: ledger.mark(state, failed))
+            results = sender.send_batch(to_send, on_results=record)
+        except BaseException as exc:
+            # outcomes not recorded: refused as a whole (configuration) -> failed; else the
+            # requests may have gone out -> in doubt (never resent blindly, not even by a task retry)
+            status = SendStatus.failed if isinstance(exc, MailerConfigurationError) else SendStatus.in_doubt
+            error = f"{type(exc).__name__}: {redact(str(exc))[:300]}"
+            rest = [
+                SendResult(m.message_key, status, error=error)
+                for m in to_send
+                if m.message_key not in recorded
+            ]
+            with contextlib.suppress(Exception):
+                with_db_retries(lambda: ledger.mark(state, rest, run_id))
             raise
-    with_db_retries(lambda: ledger.mark(state, results))
+    unrecorded = [r for r in results if r.message_key not in recorded]
+    with_db_retries(lambda: ledger.mark(state, unrecorded, run_id))
     for result in results:
         outcome.counts[str(result.status)] += 1
         if result.error and len(outcome.errors) < 20:
-            outcome.errors.append(f"{result.status}: {result.error}")
+            outcome.errors.append(redact(f"{result.status}: {result.error}"))
     if budget.exhausted:
         outcome.paused = _pause_message(budget)
     get_run_logger().info("batch of %d: %s", len(rows), dict(outcome.counts))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from shopmail.shop.data_checks import KEYS, GateReport, run_gate
+from config.settings import get_settings
+from shopmail.shop.data_checks import GateReport, clean_frames, run_gate
 
 
 class DataCheckFailed(RuntimeError):
@@ -14,21 +17,15 @@ class DataCheckFailed(RuntimeError):
 
 
 @task(name="validate-shop-data", cache_policy=NONE)
-def validate_shop_data(frames: dict[str, pd.DataFrame]) -> GateReport:
-    """Run the gate over every extracted dataset."""
-    return run_gate(frames)
+def validate_shop_data(
+    frames: dict[str, pd.DataFrame], as_of: date | None = None, until: datetime | None = None
+) -> GateReport:
+    """Run the gate over every extracted dataset (`as_of`, `until`: the run day and its end, UTC; the
+    orders' freshness is judged against the clock and SHOPMAIL_MAX_ORDER_AGE_DAYS)."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return run_gate(frames, as_of, until, now=now, max_order_age_days=get_settings().max_order_age_days)
 
 
 def drop_quarantined(frames: dict[str, pd.DataFrame], report: GateReport) -> dict[str, pd.DataFrame]:
-    """Frames without quarantined rows and the items of quarantined orders and carts (customers
-    are filtered later, so an affected recipient is reported as skipped with reason `quarantined`)."""
-    cleaned = dict(frames)
-    for name in ("orders", "order_items", "products", "carts", "cart_items", "coupons", "password_resets"):
-        bad = report.quarantined_keys(name)
-        if name in cleaned and bad:
-            cleaned[name] = cleaned[name][~cleaned[name][KEYS[name]].isin(list(bad))]
-    for parent, child, column in (("orders", "order_items", "order_id"), ("carts", "cart_items", "cart_id")):
-        bad = report.quarantined_keys(parent)
-        if child in cleaned and bad:
-            cleaned[child] = cleaned[child][~cleaned[child][column].isin(list(bad))]
-    return cleaned
+    """Frames without quarantined rows (and their orders' and carts' items), unknown values blanked."""
+    return clean_frames(frames, report)

@@ -10,6 +10,10 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+# Importing prefect.main sets up Prefect's logging now, bound to pytest's session-long streams; set up
+# later inside a CliRunner invocation, its console handler would keep that invocation's stream, closed
+# afterwards ("I/O operation on closed file" in every later flow test).
+import prefect.main  # noqa: E402, F401
 import pytest  # noqa: E402
 
 from config.settings import Settings, get_settings  # noqa: E402
@@ -17,6 +21,21 @@ from shopmail.campaigns import registry  # noqa: E402
 from shopmail.db import get_engine  # noqa: E402
 
 SHOPMAIL_ENV = [k for k in os.environ if k.startswith("SHOPMAIL_")]
+
+# Not the shipped demo values: SendGrid runs and the feedback app refuse those
+# (config.settings.require_production_settings). Every test gets them through `settings` (and
+# subprocesses started with os.environ inherit them); a test that builds Settings by hand or an
+# env dict from scratch can use PRODUCTION_ENV / production_values().
+PRODUCTION_ENV = {
+    "SHOPMAIL_UNSUBSCRIBE_SECRET": "test-secret",
+    "SHOPMAIL_COUPON_SECRET": "test-coupon-secret",
+    "SHOPMAIL_SENDER_EMAIL": "shop@tests.example",
+}
+
+
+def production_values() -> dict[str, str]:
+    """PRODUCTION_ENV as Settings(**values) keyword arguments."""
+    return {key.removeprefix("SHOPMAIL_").lower(): value for key, value in PRODUCTION_ENV.items()}
 
 
 @pytest.fixture
@@ -28,7 +47,8 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     (tmp_path / "data").mkdir()
     monkeypatch.setenv("SHOPMAIL_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SHOPMAIL_MAIL_PROVIDER", "outbox")
-    monkeypatch.setenv("SHOPMAIL_UNSUBSCRIBE_SECRET", "test-secret")
+    for key, value in PRODUCTION_ENV.items():
+        monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     get_engine.cache_clear()
     registry.cache_clear()

@@ -175,7 +175,7 @@ def test_the_template_renders_the_cart(settings: Settings) -> None:
     customers = pd.DataFrame(
         {
             "id": [10],
-            "email": ["a@example.ru"],
+            "email": ["a@example.com"],
             "first_name": ["Анна"],
             "last_name": ["Петрова"],
             "language": ["ru"],
@@ -184,7 +184,7 @@ def test_the_template_renders_the_cart(settings: Settings) -> None:
     )
     row = attach_customers(CAMPAIGN, audience, customers).to_dict("records")[0]
     composer = MailComposer(CAMPAIGN, settings, product_lookup(frames["products"]))
-    for language, total in (("ru", "2\u00a0000\u00a0₽"), ("en", "2\u00a0000\u00a0₽")):
+    for language, total in (("ru", "2\u00a0000\u00a0₽"), ("en", "RUB\u00a02,000")):  # CLDR per language
         mail = composer.compose({**row, "language": language})
         assert "Анна" in mail.subject
         assert "Чайник" in mail.html and "Ложка" not in mail.html  # out of stock: not shown

@@ -1,4 +1,4 @@
-"""Guard rail: an anomalous mass/occasion audience pauses the run for approval in the Prefect UI."""
+"""Guard rail: an anomalous mass/occasion/trigger audience pauses the run for approval in the Prefect UI."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ AS_OF = date(2026, 11, 27)  # a Friday: new_arrivals has an audience
         (CampaignKind.occasion, 5000, [1000], True),
         (CampaignKind.mass, 400, [10, 12], False),  # below the minimum audience
         (CampaignKind.mass, 5000, [], False),  # no history: only the absolute limit applies
-        (CampaignKind.trigger, 50_000, [10], False),  # triggers and service mails never pause
-        (CampaignKind.service, 50_000, [10], False),
+        (CampaignKind.trigger, 50_000, [10], True),  # a trigger far above its usual daily rate
+        (CampaignKind.service, 50_000, [10], False),  # service mails never pause
         (CampaignKind.mass, 0, [10], False),
     ],
 )
@@ -101,7 +101,10 @@ def test_rejected_send_sends_nothing_and_says_why(prefect_harness, guarded_shop:
     assert paused.name.startswith("new_arrivals-2026-11-27-send")
     resume_flow_run(paused.id, run_input={"approve": False, "note": "too many, check the segment"})
     thread.join(120)
-    assert "Send not approved" in str(outcome.get("error"))
+    from prefect.exceptions import CancelledRun
+
+    # a decision, not a failure: the run ends Cancelled (no traceback), with the note in the report
+    assert isinstance(outcome.get("error"), CancelledRun) and "Send not approved" in str(outcome["error"])
     assert _sent(guarded_shop) == 0
     state = state_db.upgrade(guarded_shop.state_url_resolved)
     with state.connect() as conn:

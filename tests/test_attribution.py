@@ -141,7 +141,7 @@ def _build(settings: Settings) -> None:
             [
                 {
                     "id": i,
-                    "email": f"c{i}@example.ru",
+                    "email": f"c{i}@example.com",
                     "registered_at": T0 - 100 * D,
                     "marketing_consent": True,
                 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from datetime import date
 from email import policy
 from email.parser import BytesParser
@@ -97,22 +98,29 @@ def test_wakeup_sends_the_right_people_once(prefect_harness, demo_shop: Settings
 
 def test_run_leaves_readable_artifacts(prefect_harness, demo_shop: Settings) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     from flows.campaign import campaign_flow
 
     report = campaign_flow(campaign="wakeup", as_of=AS_OF, dry_run=True)
 
-    async def latest() -> list:
+    async def of_this_run() -> list:  # the session's Prefect server holds other tests' wakeup artifacts
         async with get_client() as client:
             return await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["campaign-wakeup"])),
-                limit=5,
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["campaign-wakeup"]),
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(report.run_id)]),
+                ),
             )
 
-    artifacts = asyncio.run(latest())
+    artifacts = asyncio.run(of_this_run())
     markdown = next(a.data for a in artifacts if str(report.as_of) in a.data and "dry run" in a.data)
-    assert f"| audience | {report.audience} |" in markdown
+    assert f"| audience (campaign rule and segment) | {report.audience} |" in markdown
+    assert (
+        f"**Would send: {report.eligible:,}**" in markdown
+        and f"| would send | {report.eligible} |" in markdown
+    )
+    assert "**Segment:**" in markdown and "Full mail (HTML): artifact `mail-wakeup`" in markdown
     assert "## Sample mail" in markdown and "**Subject:**" in markdown
     assert "## Data checks" in markdown
     assert "token=…" in markdown and "token=" not in markdown.replace("token=…", "")

@@ -10,12 +10,15 @@ from config.settings import Settings
 from shopmail.campaigns import get_campaign, registry
 from shopmail.db import get_engine
 from shopmail.devtools.demo_shop import generate_demo_shop
+from shopmail.devtools.sendgrid_sink import validate_mail_send
+from shopmail.mailer.sendgrid_api import sendgrid_payload
 from shopmail.run.pipeline import MailComposer, product_lookup, select_recipients
 from shopmail.shop.extract import extract
 from shopmail.state import state_db
 
 AS_OF = date(2026, 11, 23)
 RUN_DAYS = {"holiday": date(2026, 3, 8)}  # campaigns with an audience only on certain days
+HOSTILE_NAMES = {"first_name": "Анна;\r\nBcc: x@evil.example", "last_name": "Петрова,\x00 \u2028мл."}
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +61,11 @@ def test_campaign_renders_for_every_variant_and_language(
                 assert url in mail.html and url in mail.text
             if campaign.marketing:
                 assert "List-Unsubscribe" in mail.headers and "token=" in mail.text
+            # SendGrid must accept the payload (a refusal is a permanent `rejected`), hostile names too
+            for sample in (mail, composer.compose({**row, **HOSTILE_NAMES})):
+                assert validate_mail_send(sendgrid_payload(sample)) == [], (name, language)
+            # a link carrying a secret (besides the unsubscribe link) must not go through click tracking
+            unsubscribe = composer.context(row)["unsubscribe_url"] or "\0"
+            html = mail.html.replace(unsubscribe.replace("&", "&amp;"), "").replace(unsubscribe, "")
+            assert mail.click_tracking is campaign.click_tracking
+            assert "token=" not in html or not campaign.click_tracking, f"{name}: set click_tracking = false"

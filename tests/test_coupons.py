@@ -78,7 +78,7 @@ def test_coupon_for_carries_the_policy_terms() -> None:
     assert (coupon.customer_id, coupon.value, coupon.percent) == (42, Decimal("15.00"), True)
     assert coupon.expires_on == date(2026, 11, 30) and coupon.discount == "15%"
     money = coupon_for(CouponPolicy(value=500, percent=False), "k1", 42, datetime(2026, 11, 23), MSK, "s")
-    assert money.discount == "500\u00a0₽" and money.code.startswith("SM-")
+    assert money.discount == "500" and money.code.startswith("SM-")  # templates format it with `money`
     assert coupon.template_context()["code"] == coupon.code
 
 
@@ -101,7 +101,7 @@ def _shop_with_customers(url: str, count: int) -> Engine:
         conn.execute(
             insert(shop_schema.customers),
             [
-                {"id": i, "email": f"c{i}@example.ru", "registered_at": now, "marketing_consent": True}
+                {"id": i, "email": f"c{i}@example.com", "registered_at": now, "marketing_consent": True}
                 for i in range(1, count + 1)
             ],
         )
@@ -361,6 +361,7 @@ def test_a_coupon_issued_before_a_crash_is_mailed_as_recorded(
         [LedgerEntry(campaign.name, r["occasion_key"], r["customer_id"]) for r in rows],
         "crashed-run",
         "outbox",
+        now=earlier,  # the crashed run's lease ran out long ago
     )
 
     report = campaign_flow(campaign="order_cancelled", as_of=AS_OF)

@@ -98,3 +98,68 @@ def test_gate_checks_carts_and_coupons_and_quarantines_their_bad_rows() -> None:
     assert 1 not in set(cleaned["cart_items"]["cart_id"]) and "C0" not in set(cleaned["coupons"]["code"])
     duplicated = run_gate({"coupons": pd.concat([coupons, coupons.head(1)])})
     assert not duplicated.success and "coupons.code" in duplicated.failure_text()
+
+
+def _shared_address() -> pd.DataFrame:
+    """Three accounts of one person (case and spaces differ), one of another, one occasion."""
+    return pd.DataFrame(
+        {
+            "customer_id": [10, 11, 12, 13],
+            "email": ["Anna@Mail.RU", " anna@mail.ru ", "anna@MAIL.ru", "boris@mail.ru"],
+            "marketing_consent": [True, True, True, True],
+            "registered_at": pd.to_datetime(["2024-01-01", "2025-06-01", "2023-01-01", "2024-01-01"]),
+            "occasion_key": ["sale:7"] * 4,
+            "message_key": ["k10", "k11", "k12", "k13"],
+        }
+    )
+
+
+def test_one_mail_per_address_goes_to_the_most_recent_account() -> None:
+    eligible, skipped = eligibility(
+        _shared_address(), marketing=True, quarantined_ids=(), suppressed=(), done_keys=()
+    )
+    assert sorted(eligible["customer_id"]) == [11, 13]
+    assert eligible.set_index("customer_id").loc[11, "email"] == "anna@mail.ru"  # trimmed, domain lower
+    assert dict(zip(skipped["customer_id"], skipped["reason"], strict=True)) == {
+        10: "duplicate_address",
+        12: "duplicate_address",
+    }
+
+
+def test_a_rerun_never_mails_the_address_again_through_another_account() -> None:
+    """The first run mailed account 10; a rerun (same occasion) mails no other account of Anna."""
+    eligible, skipped = eligibility(
+        _shared_address(), marketing=True, quarantined_ids=(), suppressed=(), done_keys={"k10"}
+    )
+    assert eligible["customer_id"].tolist() == [13]
+    reasons = dict(zip(skipped["customer_id"], skipped["reason"], strict=True))
+    assert reasons == {10: "already_sent", 11: "duplicate_address", 12: "duplicate_address"}
+
+
+def test_different_occasions_of_one_address_each_get_their_mail() -> None:
+    """Two accounts, two orders: two order mails are two occasions, not duplicates."""
+    rows = _shared_address().iloc[:2].assign(occasion_key=["order:1:shipped", "order:2:shipped"])
+    eligible, _ = eligibility(rows, marketing=False, quarantined_ids=(), suppressed=(), done_keys=())
+    assert sorted(eligible["customer_id"]) == [10, 11]
+
+
+def test_an_unsubscribe_or_suppression_holds_for_every_account_of_the_address() -> None:
+    rows = _shared_address()
+    by_account = eligibility(
+        rows,
+        marketing=True,
+        quarantined_ids=(),
+        suppressed=(),
+        done_keys=(),
+        unsubscribed_addresses={"ANNA@mail.ru"},
+    )
+    assert by_account[0]["customer_id"].tolist() == [13]
+    assert set(by_account[1]["reason"]) == {"unsubscribed"}
+    suppressed = eligibility(
+        rows, marketing=True, quarantined_ids=(), suppressed={"anna@mail.ru"}, done_keys=()
+    )
+    assert suppressed[0]["customer_id"].tolist() == [13]
+    service = eligibility(
+        rows, marketing=False, quarantined_ids=(), suppressed={"anna@mail.ru"}, done_keys=()
+    )
+    assert sorted(service[0]["customer_id"]) == [11, 13]  # service mail: one per address, not suppressed

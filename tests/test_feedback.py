@@ -107,24 +107,24 @@ def _event(name: str, email: str, n: int, **extra: Any) -> dict[str, Any]:
 
 
 BATCH = [
-    _event("unsubscribe", "Anna@Example.RU", 1),
-    _event("group_unsubscribe", "boris@example.ru", 2, asm_group_id=1),
-    _event("spamreport", "vera@example.ru", 3),
-    _event("bounce", "gleb@example.ru", 4, type="bounce", reason="550 5.1.1 user unknown"),
-    _event("dropped", "dina@example.ru", 5, reason="Bounced Address"),
-    _event("delivered", "egor@example.ru", 6),
-    _event("open", "egor@example.ru", 7),
-    _event("click", "egor@example.ru", 8, url="https://shop.example.ru/"),
-    _event("bounce", "zoya@example.ru", 9, type="blocked", reason="421 try later"),
-    {"email": "x@example.ru", "timestamp": SENT_AT, "event": "open"},  # no sg_event_id
+    _event("unsubscribe", "Anna@Example.COM", 1),
+    _event("group_unsubscribe", "boris@example.com", 2, asm_group_id=1),
+    _event("spamreport", "vera@example.com", 3),
+    _event("bounce", "gleb@example.com", 4, type="bounce", reason="550 5.1.1 user unknown"),
+    _event("dropped", "dina@example.com", 5, reason="Bounced Address"),
+    _event("delivered", "egor@example.com", 6),
+    _event("open", "egor@example.com", 7),
+    _event("click", "egor@example.com", 8, url="https://shop.example/"),
+    _event("bounce", "zoya@example.com", 9, type="blocked", reason="421 try later"),
+    {"email": "x@example.com", "timestamp": SENT_AT, "event": "open"},  # no sg_event_id
     {"timestamp": SENT_AT, "event": "open", "sg_event_id": "evt-no-email"},
 ]
 SUPPRESSED = {
-    "anna@example.ru": "unsubscribe",
-    "boris@example.ru": "unsubscribe",
-    "vera@example.ru": "spam_report",
-    "gleb@example.ru": "bounce",
-    "dina@example.ru": "dropped",
+    "anna@example.com": "unsubscribe",
+    "boris@example.com": "unsubscribe",
+    "vera@example.com": "spam_report",
+    "gleb@example.com": "bounce",
+    "dina@example.com": "dropped",
 }
 
 
@@ -145,14 +145,21 @@ def test_signed_batch_is_stored_and_feeds_suppressions(client, signing_key, stat
     response = _post_events(client, signing_key, BATCH)
 
     assert response.status_code == 200
-    assert response.json() == {"received": 11, "stored": 9, "duplicates": 0, "invalid": 2, "suppressed": 5}
+    assert response.json() == {
+        "received": 11,
+        "stored": 9,
+        "duplicates": 0,
+        "invalid": 2,
+        "suppressed": 5,
+        "confirmed": 0,
+    }
     assert {r["email"]: (r["reason"], r["source"]) for r in _rows(state, suppressions)} == {
         email: (reason, "sendgrid-webhook") for email, reason in SUPPRESSED.items()
     }
     stored = {r["sg_event_id"]: r for r in _rows(state, provider_events)}
     assert len(stored) == 9
     unsubscribed = stored["evt-unsubscribe-1"]
-    assert unsubscribed["email"] == "anna@example.ru"
+    assert unsubscribed["email"] == "anna@example.com"
     assert unsubscribed["message_key"] == f"key{1:038d}"
     assert (unsubscribed["campaign"], unsubscribed["customer_id"]) == ("wakeup", 101)
     assert unsubscribed["occurred_at"] == datetime(2026, 11, 18, 11, 6, 41)  # SENT_AT + 1, UTC
@@ -166,7 +173,14 @@ def test_replayed_batch_is_counted_as_duplicates_and_changes_nothing(client, sig
     replay = _post_events(client, signing_key, BATCH + [BATCH[0]])
 
     assert replay.status_code == 200
-    assert replay.json() == {"received": 12, "stored": 0, "duplicates": 10, "invalid": 2, "suppressed": 0}
+    assert replay.json() == {
+        "received": 12,
+        "stored": 0,
+        "duplicates": 10,
+        "invalid": 2,
+        "suppressed": 0,
+        "confirmed": 0,
+    }
     assert (_rows(state, provider_events), _rows(state, suppressions)) == before
 
 
@@ -182,7 +196,7 @@ def test_a_concurrent_delivery_of_the_same_events_is_caught_by_the_unique_constr
         return set() if len(checks) == 1 else real_check(engine, ids)
 
     monkeypatch.setattr(feedback, "_stored_event_ids", check_racing_another_delivery)
-    summary = record_events(state, BATCH + [_event("open", "egor@example.ru", 10)])
+    summary = record_events(state, BATCH + [_event("open", "egor@example.com", 10)])
 
     assert (summary.stored, summary.duplicates, summary.suppressed) == (1, 9, 0)
     assert _count(state, provider_events) == 10
@@ -214,7 +228,7 @@ def test_a_signature_by_another_key_is_rejected(client, state) -> None:
 
 
 def test_a_tampered_body_is_rejected(client, signing_key, state) -> None:
-    signed = json.dumps([_event("delivered", "egor@example.ru", 1)]).encode()
+    signed = json.dumps([_event("delivered", "egor@example.com", 1)]).encode()
     tampered = signed.replace(b"delivered", b"spamreport")
 
     assert _post_events(client, signing_key, signed, sent_body=tampered).status_code == 403
@@ -336,6 +350,7 @@ def test_migration_0002_and_feedback_work_on_real_servers(server: str) -> None:
             "duplicates": 0,
             "invalid": 2,
             "suppressed": 5,
+            "confirmed": 0,
         }
         assert record_events(engine, BATCH).stored == 0
         assert unsubscribe(engine, SECRET, unsubscribe_token(SECRET, 5, "wakeup")) is True
@@ -352,9 +367,9 @@ def test_migration_0002_and_feedback_work_on_real_servers(server: str) -> None:
 
 def test_dropped_for_the_message_not_the_address_suppresses_nothing(client, signing_key, state) -> None:
     events = [
-        _event("dropped", "yan@example.ru", 20, reason="Spam Content"),
-        _event("dropped", "ira@example.ru", 21, reason="Unsubscribed Address"),
+        _event("dropped", "yan@example.com", 20, reason="Spam Content"),
+        _event("dropped", "ira@example.com", 21, reason="Unsubscribed Address"),
     ]
     response = _post_events(client, signing_key, events)
     assert response.status_code == 200 and response.json()["suppressed"] == 1
-    assert {r["email"] for r in _rows(state, suppressions)} == {"ira@example.ru"}
+    assert {r["email"] for r in _rows(state, suppressions)} == {"ira@example.com"}

@@ -98,8 +98,8 @@ def test_ledger_holdout_rows_are_final_and_idempotent(tmp_path: Path) -> None:
     }
     assert sent.fresh == [entries[0].key]
     assert ledger.already_done(state, [e.key for e in entries], "wakeup") == {e.key for e in entries[1:]}
-    again = ledger.claim(state, entries, "run-3", "outbox")  # held-out keys are never claimed
-    assert again.fresh == [] and again.in_doubt == [entries[0].key]
+    again = ledger.claim(state, entries, "run-1", "outbox")  # held-out keys are never claimed
+    assert again.fresh == [] and again.retry == [entries[0].key]
     assert ledger.counts_by_status(state, "wakeup") == {"pending": 1, "holdout": 3}
 
 

@@ -46,7 +46,14 @@ def room_of(module: str) -> str:
     """The room a dotted module lives in."""
     parts = module.split(".")
     if parts[0] == "shopmail":
-        if len(parts) == 1 or parts[1] in {"db", "campaigns", "schedule", "__init__"}:
+        if len(parts) == 1 or parts[1] in {
+            "db",
+            "campaigns",
+            "coupon_codes",
+            "schedule",
+            "redaction",
+            "__init__",
+        }:
             return "shopmail.core"
         return "shopmail." + parts[1]
     if parts[0] == "segments" and len(parts) > 1 and parts[1] == "audiences":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -46,10 +46,14 @@ def test_claim_then_mark_then_never_again(state) -> None:
     assert first.fresh == [e.key for e in entries] and first.in_doubt == []
     ledger.mark(state, [SendResult(k, SendStatus.sent, f"id-{k}") for k in allowed[:3]])
     ledger.mark(state, [SendResult(allowed[3], SendStatus.rejected, error="bad address")])
-    # entry 4 stays pending (a crash between send and mark): the next run takes it over
+    # entry 4 stays pending (a crash between send and mark): while run-1's lease runs it is its own
     assert ledger.already_done(state, allowed) == set(allowed[:4])
-    again = ledger.claim(state, entries, "run-2", "outbox")
-    assert again.fresh == [] and again.in_doubt == [allowed[4]]
+    live = ledger.claim(state, entries, "run-2", "outbox")
+    assert live.keys == [] and live.held_by_other == [allowed[4]]
+    # once the lease expired (run-1 is dead) the next run takes it over, in doubt
+    later = state_db.utcnow() + timedelta(seconds=ledger.DEFAULT_LEASE_S + 1)
+    again = ledger.claim(state, entries, "run-2", "outbox", now=later)
+    assert again.fresh == [] and again.in_doubt == [allowed[4]] and again.held_by_other == []
     with state.connect() as conn:
         row = conn.execute(select(send_ledger).where(send_ledger.c.message_key == allowed[4])).one()
     assert row.status == "pending" and row.run_id == "run-2" and row.attempts == 2
@@ -61,7 +65,7 @@ def test_failed_entries_are_retried_by_the_next_run(state) -> None:
     ledger.mark(
         state, [SendResult(keys[0], SendStatus.failed, error="503"), SendResult(keys[1], SendStatus.sent)]
     )
-    assert ledger.claim(state, entries, "run-2", "sendgrid").in_doubt == [keys[0]]
+    assert ledger.claim(state, entries, "run-2", "sendgrid").retry == [keys[0]]  # not accepted: retried
     assert ledger.counts_by_status(state, "wakeup") == {"pending": 1, "sent": 1}
 
 
@@ -72,9 +76,11 @@ def test_unique_occasion_per_campaign_and_customer(state) -> None:
 
 
 def test_suppressions_are_case_insensitive(state) -> None:
-    assert state_db.add_suppression(state, "Ann@Example.RU", "unsubscribe", "test")
-    assert not state_db.add_suppression(state, "ann@example.ru", "bounce", "test")
-    assert state_db.suppressed_emails(state, ["ANN@example.ru", "bob@example.ru", ""]) == {"ann@example.ru"}
+    assert state_db.add_suppression(state, "Ann@Example.COM", "unsubscribe", "test")
+    assert not state_db.add_suppression(state, "ann@example.com", "bounce", "test")
+    assert state_db.suppressed_emails(state, ["ANN@example.com", "bob@example.com", ""]) == {
+        "ann@example.com"
+    }
 
 
 def test_run_summary_roundtrip(state) -> None:

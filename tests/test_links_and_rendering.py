@@ -107,4 +107,49 @@ def test_money_and_date_filters(templates: Path) -> None:
     _write(templates, "f/ru/body.html.j2", "x")
     _write(templates, "f/ru/body.txt.j2", "{{ 12345.6 | money }} {{ d | human_date }}")
     mail = Renderer("f", templates).render("ru", {**CTX, "d": date(2026, 3, 8)})
-    assert mail.text == "12\u00a0346\u00a0₽ 8 марта 2026\n"
+    assert mail.text == "12\u00a0345,60\u00a0₽ 8 марта 2026\n"  # kopecks kept, never rounded away
+
+
+def test_money_follows_the_shop_currency_the_order_currency_and_the_mail_language(templates: Path) -> None:
+    """£24.99 stays £24.99 (not '25 GBP'); whole amounts drop the decimals; an order's own currency
+    wins over the shop's; None (no `currency` column) is the shop's; each language writes it its way."""
+    for language in ("ru", "en"):
+        _write(templates, f"m/{language}/subject.j2", "x")
+        _write(templates, f"m/{language}/body.html.j2", "x")
+        _write(
+            templates,
+            f"m/{language}/body.txt.j2",
+            "{{ 24.99 | money }}|{{ 25 | money }}|{{ 1990 | money('RUB') }}|{{ 7 | money(none) }}",
+        )
+    renderer = Renderer("m", templates, currency="GBP")
+    assert renderer.render("en", CTX).text == "£24.99|£25|RUB\u00a01,990|£7\n"
+    assert renderer.render("ru", CTX).text == "24,99\u00a0£|25\u00a0£|1\u00a0990\u00a0₽|7\u00a0£\n"
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "{{ customer.update(first_name='Mallory') }}",
+        "{{ shop.clear() }}",
+        "{{ shop.social.append(('Spam', 'https://evil.example')) }}",
+        "{{ items.pop() }}",
+        "{{ customer.setdefault('vip', True) }}",
+        "{% set _ = shop.update({'url': 'https://evil.example'}) %}",
+    ],
+)
+def test_a_template_cannot_change_the_data_the_next_recipient_sees(templates: Path, expression: str) -> None:
+    """`shop` (and product dicts) are shared by every mail of a run: the immutable sandbox refuses
+    any mutating method, so one template cannot alter another recipient's mail."""
+    from jinja2.exceptions import SecurityError
+
+    _write(templates, "mut/ru/subject.j2", "x")
+    _write(templates, "mut/ru/body.html.j2", expression)
+    _write(templates, "mut/ru/body.txt.j2", "{{ customer.first_name }} {{ shop.url }} {{ items | length }}")
+    shop = {"url": "https://shop.example", "social": [("VK", "https://vk.example/shop")]}
+    items = [{"id": 1}, {"id": 2}]
+    customer = {"id": 7, "first_name": "Ann"}
+    before = repr((shop, items, customer))
+    with pytest.raises(TemplateError, match="SecurityError") as caught:
+        Renderer("mut", templates).render("ru", {**CTX, "shop": shop, "items": items, "customer": customer})
+    assert isinstance(caught.value.__cause__, SecurityError)
+    assert repr((shop, items, customer)) == before

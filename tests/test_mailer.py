@@ -32,15 +32,16 @@ from shopmail.mailer.factory import make_sender
 from shopmail.mailer.memory import InMemorySender
 from shopmail.mailer.outbox import FileOutboxSender, message_id_for, outbox_file_name
 from shopmail.mailer.sendgrid_api import SendGridSender, sendgrid_payload
+from tests.conftest import production_values
 
 API_KEY = "SG.test-key.never-logged"
 UNSUBSCRIBE = {
-    "List-Unsubscribe": "<https://shop.example.ru/unsubscribe?t=abc>",
+    "List-Unsubscribe": "<https://shop.example/unsubscribe?t=abc>",
     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
 }
 
 
-def make_mail(key: str = "wakeup14:order:1", to: str = "ivan@example.ru", **changes) -> OutgoingMail:
+def make_mail(key: str = "wakeup14:order:1", to: str = "ivan@example.com", **changes) -> OutgoingMail:
     mail = OutgoingMail(
         message_key=key,
         to_email=to,
@@ -48,9 +49,9 @@ def make_mail(key: str = "wakeup14:order:1", to: str = "ivan@example.ru", **chan
         subject="Иван, мы скучаем — скидка 10 % ждёт вас",
         html="<p>Здравствуйте, <b>Иван</b>!</p>",
         text="Здравствуйте, Иван!",
-        from_email="shop@example.ru",
+        from_email="shop@example.com",
         from_name="Демо-магазин",
-        reply_to="support@example.ru",
+        reply_to="support@example.com",
         headers=dict(UNSUBSCRIBE),
         custom_args={"campaign": "wakeup14", "customer_id": "1"},
         categories=("wakeup14", "marketing"),
@@ -79,10 +80,10 @@ def test_outbox_writes_rfc5322_files_that_parse_back(tmp_path: Path) -> None:
     msg = parse_eml(path)
     assert msg["Subject"] == mail.subject
     assert msg["From"].addresses[0].display_name == "Демо-магазин"
-    assert msg["From"].addresses[0].addr_spec == "shop@example.ru"
-    assert msg["To"].addresses[0].addr_spec == "ivan@example.ru"
+    assert msg["From"].addresses[0].addr_spec == "shop@example.com"
+    assert msg["To"].addresses[0].addr_spec == "ivan@example.com"
     assert msg["To"].addresses[0].display_name == "Иван Петров"
-    assert msg["Reply-To"] == "support@example.ru"
+    assert msg["Reply-To"] == "support@example.com"
     assert msg["Date"].datetime is not None
     assert msg["Message-ID"] == message_id_for(mail)
     assert msg["List-Unsubscribe"] == UNSUBSCRIBE["List-Unsubscribe"]
@@ -100,9 +101,9 @@ def test_outbox_writes_rfc5322_files_that_parse_back(tmp_path: Path) -> None:
 
 
 def test_outbox_message_id_is_deterministic_per_key() -> None:
-    assert message_id_for(make_mail("a")) == message_id_for(make_mail("a", to="x@example.ru"))
+    assert message_id_for(make_mail("a")) == message_id_for(make_mail("a", to="x@example.com"))
     assert message_id_for(make_mail("a")) != message_id_for(make_mail("b"))
-    assert message_id_for(make_mail("a")).endswith("@example.ru>")
+    assert message_id_for(make_mail("a")).endswith("@example.com>")
 
 
 def test_outbox_resend_overwrites_instead_of_duplicating(tmp_path: Path) -> None:
@@ -120,9 +121,9 @@ def test_outbox_resend_overwrites_instead_of_duplicating(tmp_path: Path) -> None
 def test_outbox_rejects_bad_mails_and_continues(tmp_path: Path) -> None:
     mails = [
         make_mail("bad-empty", to=""),
-        make_mail("bad-format", to="ivan.example.ru"),
+        make_mail("bad-format", to="ivan.example.com"),
         make_mail("good"),
-        make_mail("injection", subject="Hi\r\nBcc: victim@example.ru"),
+        make_mail("injection", subject="Hi\r\nBcc: victim@example.com"),
         make_mail("no-content", text="", html=""),
     ]
     results = FileOutboxSender(tmp_path).send_batch(mails)
@@ -169,10 +170,10 @@ def test_in_memory_is_idempotent_per_message_key() -> None:
 
 
 def test_in_memory_simulates_refused_and_unavailable_recipients() -> None:
-    sender = InMemorySender(fail_addresses={"Bounce@example.ru"}, unavailable_addresses={"later@x.ru"})
+    sender = InMemorySender(fail_addresses={"Bounce@example.com"}, unavailable_addresses={"later@x.ru"})
     results = sender.send_batch(
         [
-            make_mail("a", to="bounce@example.ru"),
+            make_mail("a", to="bounce@example.com"),
             make_mail("b", to="later@x.ru"),
             make_mail("c", to="not-an-address"),
             make_mail("d"),
@@ -193,13 +194,13 @@ def test_in_memory_simulates_refused_and_unavailable_recipients() -> None:
 def test_sendgrid_payload_is_the_official_helper_payload() -> None:
     mail = make_mail()
     expected = Mail(
-        from_email=From("shop@example.ru", "Демо-магазин"),
-        to_emails=To("ivan@example.ru", "Иван Петров"),
+        from_email=From("shop@example.com", "Демо-магазин"),
+        to_emails=To("ivan@example.com", "Иван Петров"),
         subject=mail.subject,
         plain_text_content=PlainTextContent(mail.text),
         html_content=HtmlContent(mail.html),
     )
-    expected.reply_to = ReplyTo("support@example.ru")
+    expected.reply_to = ReplyTo("support@example.com")
     for name, value in UNSUBSCRIBE.items():
         expected.header = Header(name, value, p=0)
     for name, value in [("campaign", "wakeup14"), ("customer_id", "1")]:
@@ -212,7 +213,7 @@ def test_sendgrid_payload_is_the_official_helper_payload() -> None:
 
     assert payload == expected.get()
     [personalization] = payload["personalizations"]
-    assert personalization["to"] == [{"email": "ivan@example.ru", "name": "Иван Петров"}]
+    assert personalization["to"] == [{"email": "ivan@example.com", "name": "Иван Петров"}]
     assert personalization["custom_args"] == {
         "campaign": "wakeup14",
         "customer_id": "1",
@@ -221,7 +222,7 @@ def test_sendgrid_payload_is_the_official_helper_payload() -> None:
     assert personalization["headers"] == UNSUBSCRIBE
     assert payload["categories"] == ["wakeup14", "marketing"]
     assert [c["type"] for c in payload["content"]] == ["text/plain", "text/html"]
-    assert payload["from"] == {"email": "shop@example.ru", "name": "Демо-магазин"}
+    assert payload["from"] == {"email": "shop@example.com", "name": "Демо-магазин"}
     assert validate_mail_send(payload) == []  # the sink agrees it is valid
 
 
@@ -230,7 +231,7 @@ def test_sendgrid_payload_skips_empty_parts_and_optional_fields() -> None:
         make_mail(text="", reply_to=None, headers={}, custom_args={}, categories=(), from_name="")
     )
     assert payload["content"] == [{"type": "text/html", "value": make_mail().html}]
-    assert payload["from"] == {"email": "shop@example.ru"}
+    assert payload["from"] == {"email": "shop@example.com"}
     assert "reply_to" not in payload and "categories" not in payload
     assert payload["personalizations"][0]["custom_args"] == {"shopmail_key": "wakeup14:order:1"}
 
@@ -266,7 +267,7 @@ def sender(sink: RunningSink, sleeps: list[float]) -> Iterator[SendGridSender]:
 
 
 def test_sendgrid_mails_arrive_with_message_ids(sink: RunningSink, sender: SendGridSender) -> None:
-    mails = [make_mail(f"k{i}", to=f"user{i}@example.ru", subject=f"subject {i}") for i in range(3)]
+    mails = [make_mail(f"k{i}", to=f"user{i}@example.com", subject=f"subject {i}") for i in range(3)]
     results = sender.send_batch(mails)
 
     assert [r.status for r in results] == [SendStatus.sent] * 3
@@ -277,14 +278,14 @@ def test_sendgrid_mails_arrive_with_message_ids(sink: RunningSink, sender: SendG
     for mail, result in zip(mails, results, strict=True):
         assert result.provider_message_id == received[mail.message_key].message_id
         assert received[mail.message_key].payload == sendgrid_payload(mail)
-    listed = httpx.get(f"{sink.url}/sink/messages").json()
+    listed = httpx.get(f"{sink.url}/sink/messages", headers=sink.auth).json()
     assert len(listed) == 3
 
 
 def test_sendgrid_merges_shared_content_into_personalizations(
     sink: RunningSink, sender: SendGridSender
 ) -> None:
-    mails = [make_mail(f"k{i}", to=f"user{i}@example.ru") for i in range(2500)]
+    mails = [make_mail(f"k{i}", to=f"user{i}@example.com") for i in range(2500)]
     results = sender.send_batch(mails)
     assert {r.status for r in results} == {SendStatus.sent}
     requests = sink.store.messages
@@ -421,15 +422,42 @@ def test_rate_limit_wait_uses_reset_header_and_is_capped() -> None:
     assert seen[0].headers["Authorization"] == f"Bearer {API_KEY}"
 
 
-def test_timeouts_are_retried() -> None:
-    responses: list[httpx.Response | Exception] = [
-        httpx.ReadTimeout("read timed out"),
-        httpx.Response(202, headers={"X-Message-Id": "m1"}),
-    ]
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ConnectError("refused"),
+        httpx.ConnectTimeout("slow"),
+        httpx.PoolTimeout("busy"),
+        httpx.WriteError("x"),
+    ],
+)
+def test_errors_before_the_body_went_out_are_retried(error: Exception) -> None:
+    """No connection, or the body not handed over: SendGrid cannot have accepted it: safe to retry."""
+    responses: list[httpx.Response | Exception] = [error, httpx.Response(202, headers={"X-Message-Id": "m1"})]
     sleeps: list[float] = []
     sender = SendGridSender(API_KEY, client=scripted_client(responses, []), sleep=sleeps.append)
     [result] = sender.send_batch([make_mail()])
     assert result.status is SendStatus.sent and len(sleeps) == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ReadTimeout("read timed out"),
+        httpx.ReadError("reset"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+    ],
+)
+def test_errors_after_the_body_went_out_leave_the_mail_in_doubt_never_retried(error: Exception) -> None:
+    """The body may have reached SendGrid (no idempotency key): one request, outcome `in_doubt`."""
+    responses: list[httpx.Response | Exception] = [error, httpx.Response(202, headers={"X-Message-Id": "m1"})]
+    seen: list[httpx.Request] = []
+    sleeps: list[float] = []
+    reported: list[list] = []
+    sender = SendGridSender(API_KEY, client=scripted_client(responses, seen), sleep=sleeps.append)
+    [result] = sender.send_batch([make_mail()], on_results=reported.append)
+    assert result.status is SendStatus.in_doubt and "in doubt" in result.error
+    assert len(seen) == 1 and sleeps == [] and reported == [[result]]
 
 
 def test_api_key_never_appears_in_logs_or_errors(caplog: pytest.LogCaptureFixture) -> None:
@@ -474,6 +502,7 @@ def test_factory_builds_each_provider(tmp_path: Path) -> None:
     assert isinstance(make_sender(settings(mail_provider="memory")), InMemorySender)
     sg = make_sender(
         settings(
+            **production_values(),
             mail_provider="sendgrid",
             sendgrid_api_key=API_KEY,
             sendgrid_host="http://127.0.0.1:9",

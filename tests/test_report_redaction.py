@@ -11,7 +11,7 @@ from shopmail.state.coupons import coupon_code
 
 def test_coupon_codes_and_tokens_are_redacted_in_the_sample() -> None:
     code = coupon_code("secret", "a" * 40, "BDAY")
-    text = f"Ваш подарок: {code}. Отписаться: https://shop.example.ru/unsubscribe?token=MTg2.r0c7&x=1"
+    text = f"Ваш подарок: {code}. Отписаться: https://shop.example/unsubscribe?token=MTg2.r0c7&x=1"
     mail = OutgoingMail(
         message_key="k",
         to_email="a@b.example",
@@ -19,7 +19,7 @@ def test_coupon_codes_and_tokens_are_redacted_in_the_sample() -> None:
         subject="С днём рождения",
         html="",
         text=text,
-        from_email="shop@example.ru",
+        from_email="shop@example.com",
         from_name="Shop",
     )
     report = RunReport(run_id="r", campaign="birthday", as_of=date(2026, 11, 23), dry_run=True, sample=mail)

@@ -46,7 +46,7 @@ def _frames() -> dict[str, pd.DataFrame]:
             "brand": ["Chanel", "Maybelline", "Apple", "Nike", "АСТ"],
             "category": ["Парфюмерия", "Косметика", "Смартфоны", "Обувь", "Книги"],
             "price": [7000.0, 500.0, 90000.0, 6000.0, 600.0],
-            "url": [f"https://shop.example.ru/p/{i}" for i in range(100, 105)],
+            "url": [f"https://shop.example/p/{i}" for i in range(100, 105)],
             "image_url": [None] * 5,
             "in_stock": [True, True, True, False, True],
             "overstock": [True, True, False, True, True],

@@ -119,16 +119,16 @@ def _mail(key: str, email: str, at: int | None) -> OutgoingMail:
         subject="Скидка",
         html="<p>Привет</p>",
         text="Привет",
-        from_email="shop@example.ru",
+        from_email="shop@example.com",
         send_at=at,
     )
 
 
 def test_sendgrid_payload_carries_send_at_per_personalization() -> None:
     at = int(datetime.now(UTC).timestamp()) + 3600
-    assert sendgrid_payload(_mail("k1", "a@example.ru", at))["personalizations"][0]["send_at"] == at
-    assert "send_at" not in sendgrid_payload(_mail("k2", "b@example.ru", None))["personalizations"][0]
-    merged = merged_payload([_mail("k1", "a@example.ru", at), _mail("k2", "b@example.ru", None)])
+    assert sendgrid_payload(_mail("k1", "a@example.com", at))["personalizations"][0]["send_at"] == at
+    assert "send_at" not in sendgrid_payload(_mail("k2", "b@example.com", None))["personalizations"][0]
+    merged = merged_payload([_mail("k1", "a@example.com", at), _mail("k2", "b@example.com", None)])
     assert [p.get("send_at") for p in merged["personalizations"]] == [at, None]
     assert "send_at" not in merged  # never message-level: different times share one request
     assert validate_mail_send(merged) == []
@@ -136,7 +136,7 @@ def test_sendgrid_payload_carries_send_at_per_personalization() -> None:
 
 def test_sink_validates_send_at_like_sendgrid() -> None:
     now = 1_800_000_000
-    payload = sendgrid_payload(_mail("k", "a@example.ru", now + 72 * 3600))
+    payload = sendgrid_payload(_mail("k", "a@example.com", now + 72 * 3600))
     assert validate_mail_send(payload, now=now) == []
     payload["personalizations"][0]["send_at"] = now + 72 * 3600 + 1
     errors = validate_mail_send(payload, now=now)
@@ -155,9 +155,11 @@ def test_sendgrid_sender_and_sink_accept_scheduled_mails() -> None:
     with running_sink() as sink:
         sender = SendGridSender("SG.test", host=sink.url, retries=0, activity_lookup=False)
         with sender:
-            results = sender.send_batch([_mail("k1", "a@example.ru", at), _mail("k2", "b@example.ru", None)])
+            results = sender.send_batch(
+                [_mail("k1", "a@example.com", at), _mail("k2", "b@example.com", None)]
+            )
             assert [r.status for r in results] == [SendStatus.sent, SendStatus.sent]
-            too_late = sender.send_batch([_mail("k3", "c@example.ru", at + 72 * 3600)])
+            too_late = sender.send_batch([_mail("k3", "c@example.com", at + 72 * 3600)])
             assert too_late[0].status is SendStatus.rejected and "72 hours" in (too_late[0].error or "")
         personalizations = [p for m in sink.store.messages for p in m.payload["personalizations"]]
     assert {p["custom_args"]["shopmail_key"]: p.get("send_at") for p in personalizations} == {
@@ -169,7 +171,7 @@ def test_sendgrid_sender_and_sink_accept_scheduled_mails() -> None:
 def test_outbox_records_send_at(tmp_path) -> None:
     at = 1_800_000_000
     sender = FileOutboxSender(tmp_path)
-    results = sender.send_batch([_mail("k1", "a@example.ru", at), _mail("k2", "b@example.ru", None)])
+    results = sender.send_batch([_mail("k1", "a@example.com", at), _mail("k2", "b@example.com", None)])
     assert all(r.status is SendStatus.sent for r in results)
     parse = BytesParser(policy=policy.default).parsebytes
     first = parse(sender.path_for("k1").read_bytes())

@@ -15,11 +15,11 @@ KEY = "SG.test"
 def _mail(i: int, **changes) -> OutgoingMail:
     mail = OutgoingMail(
         message_key=f"key-{i}",
-        to_email=f"user{i}@example.ru",
+        to_email=f"user{i}@example.com",
         subject=f"Тема {i}",
         html=f"<p>{i}</p>",
         text=str(i),
-        from_email="shop@example.ru",
+        from_email="shop@example.com",
     )
     return replace(mail, **changes)
 

@@ -3,6 +3,7 @@ poll, each exactly once; a failed send keeps the watermark so the next poll retr
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
@@ -39,7 +40,7 @@ def live_shop(settings: Settings) -> Settings:
                     "brand": "B",
                     "category": "Кухня",
                     "price": 100 * i,
-                    "url": f"https://shop.example.ru/p/{i}",
+                    "url": f"https://shop.example/p/{i}",
                     "in_stock": True,
                     "overstock": False,
                     "created_at": now - timedelta(days=100),
@@ -187,3 +188,86 @@ def test_dry_run_leaves_watermarks_and_ledger_alone(prefect_harness, live_shop: 
     with state.connect() as conn:
         assert conn.execute(select(send_ledger)).all() == []
     assert state_db.get_watermark(state, "service:order_received") is None
+
+
+def _received_orders(settings: Settings, ids: range, at: datetime) -> None:
+    """Orders received at `at` (one item each) for the live shop's customers 1-3."""
+    engine = get_engine(settings.shop_url_resolved)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(s.orders),
+            [
+                {"id": i, "customer_id": 1 + i % 3, "status": "received", "created_at": at, "total": 100}
+                | {"currency": "RUB"}
+                for i in ids
+            ],
+        )
+        conn.execute(
+            insert(s.order_items), [{"order_id": i, "product_id": 1, "qty": 1, "price": 100} for i in ids]
+        )
+        conn.execute(
+            insert(s.order_status_history),
+            [{"order_id": i, "status": "received", "changed_at": at} for i in ids],
+        )
+
+
+def test_mails_failed_by_5xx_are_retried_by_the_next_polls_none_lost(
+    prefect_harness, live_shop: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One poll meets 15 % HTTP 500 (no retries: those mails end `failed`), the next polls are healthy:
+    every order mail goes out exactly once; the watermark waits at the earliest failed event."""
+    from flows.service_poller import service_poller, watermark_name
+    from shopmail.devtools.sink_faults import Faults
+
+    orders = range(100, 180)
+    _received_orders(live_shop, orders, _now() - timedelta(minutes=2))
+    with running_sink() as sink:
+        monkeypatch.setenv("SHOPMAIL_MAIL_PROVIDER", "sendgrid")
+        monkeypatch.setenv("SHOPMAIL_SENDGRID_HOST", sink.url)
+        monkeypatch.setenv("SHOPMAIL_SENDGRID_API_KEY", "SG.test-key")
+        monkeypatch.setenv("SHOPMAIL_SENDGRID_RETRIES", "0")
+        monkeypatch.setenv("SHOPMAIL_UNSUBSCRIBE_SECRET", "poller-test-unsubscribe-secret")
+        monkeypatch.setenv("SHOPMAIL_COUPON_SECRET", "poller-test-coupon-secret")
+        monkeypatch.setenv("SHOPMAIL_SENDER_EMAIL", "news@mailings.test")
+        get_settings.cache_clear()
+        sink.store.set_faults(Faults(rate_500=0.15, seed=3))
+        first = service_poller(campaigns=["order_received"])["order_received"]
+        failed = first.outcomes["failed"]
+        assert failed > 0  # the faults really hit some mails
+        state = state_db.upgrade(live_shop.state_url_resolved)
+        held = state_db.get_watermark(state, watermark_name("order_received"))
+        assert held is not None and held <= _now() - timedelta(minutes=2)  # not past the failed events
+
+        sink.store.set_faults(Faults())
+        second = service_poller(campaigns=["order_received"])["order_received"]
+        assert second.outcomes["sent"] == failed
+        service_poller(campaigns=["order_received"])  # nothing left: the watermark catches up
+        assert state_db.get_watermark(state, watermark_name("order_received")) > _now() - timedelta(minutes=1)
+
+        received = Counter(
+            p["custom_args"]["occasion"] for m in sink.store.messages for p in m.payload["personalizations"]
+        )
+    wanted = {f"order:{i}:received" for i in [10, *orders]}
+    assert set(received) == wanted and max(received.values()) == 1  # 0 lost, 0 twice
+    ledger_rows = _ledger(live_shop)
+    assert {ledger_rows[k] for k in wanted} == {"sent"}
+
+
+def test_a_mail_unsent_past_max_age_is_reported_expired(prefect_harness, live_shop: Settings) -> None:
+    """The watermark waited at a failed mail (order 12, received 37 hours ago); now the event is older
+    than `max_age_hours` (36): the mail is closed as `expired` and counted, not silently dropped."""
+    from flows.service_poller import service_poller, watermark_name
+    from shopmail.mailer.base import SendResult, SendStatus
+    from shopmail.state import ledger
+
+    received = _now() - timedelta(hours=37)
+    _received_orders(live_shop, range(12, 13), received)
+    state = state_db.upgrade(live_shop.state_url_resolved)
+    [key] = ledger.claim(state, [ledger.LedgerEntry("order_received", "order:12:received", 1)], "r", "x").keys
+    ledger.mark(state, [SendResult(key, SendStatus.failed, error="HTTP 500")], "r")
+    state_db.set_watermark(state, watermark_name("order_received"), received)
+    reports = service_poller(campaigns=["order_received"])
+    assert reports["order_received"].outcomes["expired"] == 1
+    assert _ledger(live_shop) == {"order:12:received": "expired", "order:10:received": "sent"}
+    again = service_poller(campaigns=["order_received"])  # closed once
+    assert all(r.outcomes.get("expired", 0) == 0 for r in again.values())

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from config.settings import get_settings
 from segments.local_time import local_dates
 from segments.order_details import HAPPY_PATH, cross_sell, is_cancelled, order_lines, status_timelines
 from segments.service_window import Window, event_window, in_window
@@ -68,6 +69,17 @@ def tracking_link(template: str | None, number: object) -> str | None:
     return template.format(tracking_number=quote(number.strip(), safe=""))
 
 
+def carrier_template(carrier: object, carrier_urls: dict[str, str], fallback: str | None) -> str | None:
+    """The tracking URL template of an order's carrier (case-insensitive key of SHOPMAIL_TRACKING_URLS),
+    else the campaign's `tracking_url`."""
+    if isinstance(carrier, str) and carrier.strip():
+        wanted = carrier.strip().lower()
+        for name, template in carrier_urls.items():
+            if name.strip().lower() == wanted:
+                return template
+    return fallback
+
+
 def order_status_audience(
     frames: dict[str, pd.DataFrame],
     as_of: date,
@@ -78,8 +90,12 @@ def order_status_audience(
     tracking_url: str | None = None,
     cross_sell_limit: int = 4,
     bestseller_window_days: int = 30,
+    carrier_urls: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """One row per order due the `status` mail (see the module docstring)."""
+    """One row per order due the `status` mail (see the module docstring). `carrier_urls`: carrier ->
+    tracking URL template (default: the SHOPMAIL_TRACKING_URLS setting) for orders with a `carrier`."""
+    if carrier_urls is None:
+        carrier_urls = get_settings().tracking_urls
     span = event_window(as_of, tz, window, max_age_hours)
     orders, items, products = frames["orders"], frames["order_items"], frames["products"]
     hits = status_events(orders, status, span)
@@ -93,6 +109,10 @@ def order_status_audience(
     related = cross_sell(orders, items, products, selected, span[1], cross_sell_limit, bestseller_window_days)
     order_ids = [int(i) for i in hits["id"]]
     numbers = [n.strip() if isinstance(n, str) and n.strip() else None for n in hits["tracking_number"]]
+    carriers = (
+        hits["carrier"] if "carrier" in hits.columns else pd.Series(None, index=hits.index, dtype=object)
+    )
+    templates = [carrier_template(c, carrier_urls, tracking_url) for c in carriers]
     audience = pd.DataFrame(
         {
             "customer_id": hits["customer_id"].astype(int).to_numpy(),
@@ -101,12 +121,16 @@ def order_status_audience(
             "event_at": hits[f"{status}_at"].to_numpy(),
             "ordered_on": local_dates(hits["created_at"], tz).to_numpy(),
             "order_total": hits["total"].astype(float).to_numpy(),
-            "currency": hits["currency"].fillna("RUB").to_numpy(),
+            "currency": hits["currency"].astype(object).where(hits["currency"].notna(), None).to_numpy()
+            if "currency" in hits.columns
+            else None,
             "item_count": [sum(line["qty"] for line in lines.get(o, ())) for o in order_ids],
             "lines": pd.Series([lines.get(o, ()) for o in order_ids], dtype=object),
             "timeline": pd.Series(status_timelines(hits, tz), dtype=object),
             "tracking_number": pd.Series(numbers, dtype=object),
-            "tracking_url": pd.Series([tracking_link(tracking_url, n) for n in numbers], dtype=object),
+            "tracking_url": pd.Series(
+                [tracking_link(t, n) for t, n in zip(templates, numbers, strict=True)], dtype=object
+            ),
             "products": pd.Series([related[o] for o in order_ids], dtype=object),
         },
         columns=COLUMNS,

@@ -110,7 +110,7 @@ def render_all(rows: list[dict], workers: int, settings: Settings, products: dic
 
 @contextmanager
 def sink_process(port: int, slow_ms: int):
-    cmd = [sys.executable, "-m", "shopmail.devtools.sendgrid_sink", "--port", str(port)]
+    cmd = [sys.executable, "-m", "shopmail.devtools.sendgrid_sink", "--port", str(port), "--api-key", API_KEY]
     if slow_ms:
         cmd += ["--slow-ms", str(slow_ms)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -118,7 +118,7 @@ def sink_process(port: int, slow_ms: int):
     try:
         for _ in range(200):
             try:
-                httpx.get(f"{url}/sink/messages?limit=1", timeout=1)
+                httpx.get(f"{url}/sink/stats", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=1)
                 break
             except httpx.TransportError:
                 time.sleep(0.05)

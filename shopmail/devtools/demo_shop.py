@@ -41,6 +41,7 @@ from sqlalchemy import (
     event,
 )
 
+from shopmail.db import private_file, sqlite_file
 from shopmail.shop import schema
 
 Progress = Callable[[str, int, int], None]
@@ -109,7 +110,7 @@ EMAIL_DOMAINS: tuple[tuple[str, float], ...] = (
     ("rambler.example", 0.05), ("ya.example", 0.04), ("icloud.example", 0.03),
 )  # fmt: skip
 
-SHOP_URL = "https://shop.example.ru"
+SHOP_URL = "https://shop.example"  # RFC 2606: never a real shop
 
 _TRANSLIT = str.maketrans({
     "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh", "з": "z",
@@ -235,7 +236,10 @@ def generate_demo_shop(
         raise ValueError("seed must be >= 0")
     report = progress or _no_progress
     clock = _Clock.for_day(today or dt.date.today())
-    engine = create_engine(url)
+    path = sqlite_file(url)
+    if path is not None:
+        private_file(path)  # personal-looking data: owner only, like every Shopmail SQLite file
+    engine = create_engine(url, hide_parameters=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_bulk_pragmas)
     try:

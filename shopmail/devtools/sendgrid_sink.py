@@ -1,13 +1,21 @@
 """A local SendGrid-compatible `/v3/mail/send` server for dev, tests and benchmarks.
 
-It validates payloads like SendGrid (same status codes and `{"errors": [...]}` bodies for the
-main rules) and stores accepted mails in a `SinkStore`. Endpoints:
+It validates payloads with SendGrid's documented rules (`sink_rules`: same status codes and
+`{"errors": [...]}` bodies) and stores accepted mails in a `SinkStore`. Endpoints:
 
 - `POST /v3/mail/send`, `GET /v3/messages?query=...` (Email Activity lookup): Bearer auth;
 - `GET|DELETE /sink/messages`: the stored requests as JSON / forget them;
-- `GET|PUT|PATCH /sink/faults`: injected 429/500/503/timeouts/dropped connections (`Faults`);
+- `GET|PUT|PATCH /sink/faults`: injected 429/500/503/timeouts/dropped connections, accepted mails
+  whose answer is lost (`accept_drop`, `accept_stall`) (`Faults`);
+- `GET|PATCH /sink/feedback`: the signed event webhook (`sink_webhook`: url, delay, jitter,
+  duplicates; its public key) and the Email Activity API's rate limit and lag;
 - `GET /sink/stats`: request, fault and per-`shopmail_key` counts;
 - `GET /sink`, `GET /sink/messages/{id}`: HTML pages to read the mails.
+
+`/sink/*` answers only requests carrying the store's `access_key` (the API key, else a random key
+printed at start): `Authorization: Bearer <key>`, or in a browser the cookie `/sink?key=<key>` sets.
+Every request must name the sink in its Host header (127.0.0.1, localhost, the listening interface):
+a DNS-rebinding page cannot reach it.
 
 `SinkStore.fail_next` scripts failure statuses; they come before the random faults.
 Run it: `python -m shopmail.devtools.sendgrid_sink --port 8025 --rate-503 0.1`, or `serve(...)`;
@@ -18,27 +26,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import json
 import math
 import random
-import re
 import secrets
 import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shopmail.devtools.sink_faults import (
+    ACCEPT_FAULTS,
     FAULT_KINDS,
     Faults,
     SinkServer,
@@ -48,209 +60,34 @@ from shopmail.devtools.sink_faults import (
     stall,
 )
 from shopmail.devtools.sink_page import (
+    LOGIN_HEADERS,
     PAGE_HEADERS,
     QueryError,
     find_messages,
     render_index,
+    render_login,
     render_message,
     unique_args,
 )
+from shopmail.devtools.sink_rules import (  # noqa: F401 - re-exported: the sink's validation API
+    MAX_PERSONALIZATIONS,
+    MAX_RECIPIENTS,
+    MSG_SEND_AT_TOO_LATE,
+    SendGridError,
+    sg_error,
+    validate_mail_send,
+)
+from shopmail.devtools.sink_webhook import WebhookConfig, WebhookEmitter, config_from_json, unique_args_of
 
 MAX_BODY_BYTES = 30 * 1024 * 1024
-MAX_PERSONALIZATIONS = 1000
-MAX_RECIPIENTS = 1000
 MAX_ACTIVITY_LIMIT = 1000
 MESSAGE_KEY_ARG = "shopmail_key"
-RESERVED_HEADERS = frozenset(
-    ["x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type"]
-    + ["content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc"]
-)
-
-# SendGrid's wording (https://docs.sendgrid.com/api-reference/mail-send/errors).
-MSG_NO_PERSONALIZATIONS = "The personalizations field is required and must have at least one personalization."
-MSG_TOO_MANY_PERSONALIZATIONS = (
-    "The personalization block is limited to 1000 personalizations per API request. You have "
-    "provided {n} personalizations. Please consider splitting this into multiple requests and "
-    "resending your request."
-)
-MSG_TOO_MANY_RECIPIENTS = "There is a limit of 1000 total recipients (to + cc + bcc) per request."
-MSG_NO_TO = (
-    "The to array is required for all personalization objects, and must have at least one email "
-    "object with a valid email address."
-)
-MSG_BAD_ADDRESS = "Does not contain a valid address."
-MSG_DUPLICATE = (
-    "Each email address in the personalization block should be unique between to, cc, and bcc. "
-    "We found the first duplicate instance of [{address}] in the {field} field."
-)
-MSG_NO_FROM = (
-    "The from object must be provided for every email send. It is an object that requires the "
-    'email parameter, but may also contain a name parameter.  e.g. {"email" : '
-    '"example@example.com"}  or {"email" : "example@example.com", "name" : "Example Recipient"}.'
-)
-MSG_BAD_FROM = "The from email does not contain a valid address."
-MSG_BAD_REPLY_TO = "The reply_to email does not contain a valid address."
-MSG_NO_SUBJECT = (
-    "The subject is required. You can get around this requirement if you use a template with a "
-    "subject defined or if every personalization has a subject defined."
-)
-MSG_NO_CONTENT = (
-    "Unless a valid template_id is provided, the content parameter is required. There must be at "
-    "least one defined content block. We typically suggest both text/plain and text/html blocks "
-    "are included, but only one block is required."
-)
-MSG_EMPTY_CONTENT_VALUE = "The content value must be a string at least one character in length."
-MSG_EMPTY_CONTENT_TYPE = "The content type must be a string at least one character in length."
-MSG_CONTENT_ORDER = (
-    "If present, text/plain and text/html may only be provided in this order, followed by any other content."
-)
-MSG_WRONG_TYPE = "Invalid type. Expected: {expected}, given: {given}."
-MSG_RESERVED_HEADER = "The header {name} is reserved and cannot be set."
-MSG_BAD_CATEGORIES = "The categories must be an array of non-empty strings."
 MSG_TOO_LARGE = "The JSON payload you have included in your request is too large."
-MSG_SEND_AT_TOO_LATE = "Scheduling more than 72 hours in advance is forbidden."
-MAX_SCHEDULE_AHEAD_S = 72 * 3600
-
-_EMAIL_RE = re.compile(r"[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number"}
-_JSON_TYPES.update({list: "array", dict: "object", type(None): "null"})
-
-SendGridError = dict[str, Any]
-
-
-def sg_error(message: str, field: str | None = None) -> SendGridError:
-    """One entry of SendGrid's `errors` list."""
-    return {"message": message, "field": field, "help": None}
-
-
-def _wrong_type(expected: str, value: Any, field: str) -> SendGridError:
-    given = _JSON_TYPES.get(type(value), type(value).__name__)
-    return sg_error(MSG_WRONG_TYPE.format(expected=expected, given=given), field)
-
-
-def _valid_email(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 254 and bool(_EMAIL_RE.fullmatch(value))
-
-
-def _non_empty_str(value: Any) -> bool:
-    return isinstance(value, str) and bool(value)
-
-
-def _check_string_map(value: Any, field: str, errors: list[SendGridError]) -> None:
-    """`custom_args` / `headers`: an object whose values are all strings."""
-    if value is None:
-        return
-    if not isinstance(value, dict):
-        errors.append(_wrong_type("object", value, field))
-        return
-    for key, item in value.items():
-        if not isinstance(item, str):
-            errors.append(_wrong_type("string", item, f"{field}.{key}"))
-        elif field.endswith("headers") and key.lower() in RESERVED_HEADERS:
-            errors.append(sg_error(MSG_RESERVED_HEADER.format(name=key), field))
-
-
-def _check_send_at(value: Any, field: str, errors: list[SendGridError], now: float) -> None:
-    """`send_at`: a unix timestamp (JSON integer), at most 72 hours ahead; past times mean now."""
-    if value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool):
-        errors.append(_wrong_type("integer", value, field))
-    elif value > now + MAX_SCHEDULE_AHEAD_S:
-        errors.append(sg_error(MSG_SEND_AT_TOO_LATE, field))
-
-
-def _check_personalization(p: Any, i: int, errors: list[SendGridError], now: float | None = None) -> int:
-    """Validate one personalization; return its recipient count (to + cc + bcc)."""
-    field = f"personalizations.{i}"
-    if not isinstance(p, dict):
-        errors.append(_wrong_type("object", p, field))
-        return 0
-    if not isinstance(p.get("to"), list) or not p["to"]:
-        errors.append(sg_error(MSG_NO_TO, f"{field}.to"))
-    seen: set[str] = set()
-    count = 0
-    for kind in ("to", "cc", "bcc"):
-        recipients = p.get(kind)
-        for j, recipient in enumerate(recipients if isinstance(recipients, list) else []):
-            count += 1
-            address = recipient.get("email") if isinstance(recipient, dict) else None
-            if not _valid_email(address):
-                errors.append(sg_error(MSG_BAD_ADDRESS, f"{field}.{kind}.{j}.email"))
-            elif address.lower() in seen:
-                message = MSG_DUPLICATE.format(address=address, field=f"{field}.{kind}")
-                errors.append(sg_error(message, field))
-            else:
-                seen.add(address.lower())
-    _check_string_map(p.get("custom_args"), f"{field}.custom_args", errors)
-    _check_string_map(p.get("headers"), f"{field}.headers", errors)
-    _check_send_at(p.get("send_at"), f"{field}.send_at", errors, time.time() if now is None else now)
-    return count
-
-
-def _check_content(content: Any, has_template: bool, errors: list[SendGridError]) -> None:
-    if not isinstance(content, list) or not content:
-        if not has_template:
-            errors.append(sg_error(MSG_NO_CONTENT, "content"))
-        return
-    types: list[str] = []
-    for i, block in enumerate(content):
-        block = block if isinstance(block, dict) else {}
-        if not _non_empty_str(block.get("type")):
-            errors.append(sg_error(MSG_EMPTY_CONTENT_TYPE, f"content.{i}.type"))
-        if not _non_empty_str(block.get("value")):
-            errors.append(sg_error(MSG_EMPTY_CONTENT_VALUE, f"content.{i}.value"))
-        types.append(str(block.get("type", "")).lower())
-    types = [t for t in types if t != "text/x-amp-html"]  # AMP may sit between plain and html
-    expected = [t for t in ("text/plain", "text/html") if t in types]
-    if types[: len(expected)] != expected:
-        errors.append(sg_error(MSG_CONTENT_ORDER, "content"))
-
-
-def validate_mail_send(payload: Any, now: float | None = None) -> list[SendGridError]:
-    """SendGrid's main `/v3/mail/send` validation rules; an empty list means valid (`now`: unix
-    time the 72-hour `send_at` limit is measured from, default the clock)."""
-    now = time.time() if now is None else now
-    if not isinstance(payload, dict):
-        return [sg_error("Bad Request")]
-    errors: list[SendGridError] = []
-    personalizations = payload.get("personalizations")
-    if not isinstance(personalizations, list) or not personalizations:
-        errors.append(sg_error(MSG_NO_PERSONALIZATIONS, "personalizations"))
-        personalizations = []
-    elif len(personalizations) > MAX_PERSONALIZATIONS:
-        message = MSG_TOO_MANY_PERSONALIZATIONS.format(n=len(personalizations))
-        errors.append(sg_error(message, "personalizations"))
-    recipients = sum(_check_personalization(p, i, errors, now) for i, p in enumerate(personalizations))
-    if recipients > MAX_RECIPIENTS:
-        errors.append(sg_error(MSG_TOO_MANY_RECIPIENTS, "personalizations"))
-
-    sender = payload.get("from")
-    if not isinstance(sender, dict) or not sender.get("email"):
-        errors.append(sg_error(MSG_NO_FROM, "from.email"))
-    elif not _valid_email(sender["email"]):
-        errors.append(sg_error(MSG_BAD_FROM, "from.email"))
-    reply_to = payload.get("reply_to")
-    if reply_to is not None and not (isinstance(reply_to, dict) and _valid_email(reply_to.get("email"))):
-        errors.append(sg_error(MSG_BAD_REPLY_TO, "reply_to.email"))
-
-    has_template = _non_empty_str(payload.get("template_id"))
-    every_p_subject = bool(personalizations) and all(
-        isinstance(p, dict) and _non_empty_str(p.get("subject")) for p in personalizations
-    )
-    if not (_non_empty_str(payload.get("subject")) or every_p_subject or has_template):
-        errors.append(sg_error(MSG_NO_SUBJECT, "subject"))
-
-    _check_content(payload.get("content"), has_template, errors)
-    _check_string_map(payload.get("custom_args"), "custom_args", errors)
-    _check_string_map(payload.get("headers"), "headers", errors)
-    _check_send_at(payload.get("send_at"), "send_at", errors, now)
-    categories = payload.get("categories")
-    if categories is not None and not (
-        isinstance(categories, list) and all(_non_empty_str(c) for c in categories)
-    ):
-        errors.append(sg_error(MSG_BAD_CATEGORIES, "categories"))
-    return errors
+MSG_INVALID_UTF8 = "Invalid UTF8 in request"
+MSG_UNKNOWN_HOST = "Misdirected Request: this server answers only to its own host name"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+PAGE_COOKIE = "shopmail_sink"
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,17 +110,27 @@ class ReceivedMail:
 class SinkStore:
     """Thread-safe state of the sink: received mails, faults, rate-limit window, counters.
 
-    `api_key`: the only accepted Bearer token (None: any non-empty token).
+    `api_key`: the only accepted Bearer token of `/v3/*` (None: any non-empty token).
+    `page_key`: opens `/sink/*` when no `api_key` is configured (random per sink; see `access_key`).
     `fail_next`: status codes answered to the next requests, one per request, before validation.
     `faults`: random faults drawn per request after `fail_next` is empty (change with `set_faults`).
+    `webhook`: posts signed events of accepted mails (off until its config has a url).
+    `activity_rate_per_min`: Email Activity requests allowed per rolling minute (0: no limit; SendGrid:
+    6), then 429; `activity_lag_s`: a mail shows in the Activity API only this long after acceptance.
     """
 
     api_key: str | None = None
+    page_key: str = field(default_factory=lambda: "sink-" + secrets.token_urlsafe(18), repr=False)
     rate_limit: int = 1_000_000
     rate_window_s: float = 60.0
     fail_next: deque[int] = field(default_factory=deque)
     faults: Faults = field(default_factory=Faults)
     requests: int = 0
+    webhook: WebhookEmitter = field(default_factory=WebhookEmitter, repr=False)
+    activity_rate_per_min: int = 0
+    activity_lag_s: float = 0.0
+    _activity_calls: deque[float] = field(default_factory=deque, repr=False)
+    _doubt_keys: Counter[str] = field(default_factory=Counter, repr=False)
     _messages: list[ReceivedMail] = field(default_factory=list)
     _window_start: float = 0.0
     _window_count: int = 0
@@ -293,6 +140,11 @@ class SinkStore:
 
     def __post_init__(self) -> None:
         self._rng.seed(self.faults.seed)
+
+    @property
+    def access_key(self) -> str:
+        """The key that opens `/sink/*` (mails, faults, stats): the API key, else `page_key`."""
+        return self.api_key or self.page_key
 
     @property
     def messages(self) -> list[ReceivedMail]:
@@ -308,7 +160,38 @@ class SinkStore:
         mail = ReceivedMail(secrets.token_urlsafe(16)[:22], time.time(), payload)
         with self._lock:
             self._messages.append(mail)
+        self.webhook.emit(mail.message_id, mail.received_at, payload)
         return mail
+
+    def record_doubt(self, payload: dict[str, Any]) -> None:
+        """Count the keys of a request accepted under an accept-then-drop/stall fault."""
+        keys = [unique_args_of(payload, p).get(MESSAGE_KEY_ARG) for p in payload["personalizations"]]
+        with self._lock:
+            self._doubt_keys.update(k for k in keys if k)
+
+    @property
+    def doubt_keys(self) -> Counter[str]:
+        """Keys accepted by requests whose answer the client never got (accept_drop/accept_stall)."""
+        with self._lock:
+            return Counter(self._doubt_keys)
+
+    def activity_allowed(self) -> float | None:
+        """None if an Email Activity request may go now, else the epoch second the window frees up."""
+        if self.activity_rate_per_min <= 0:
+            return None
+        now = time.time()
+        with self._lock:
+            while self._activity_calls and self._activity_calls[0] <= now - 60:
+                self._activity_calls.popleft()
+            if len(self._activity_calls) >= self.activity_rate_per_min:
+                return self._activity_calls[0] + 60
+            self._activity_calls.append(now)
+        return None
+
+    def visible_messages(self) -> list[ReceivedMail]:
+        """The mails the Activity API shows now (accepted at least `activity_lag_s` ago)."""
+        cutoff = time.time() - self.activity_lag_s
+        return [m for m in self.messages if m.received_at <= cutoff]
 
     def clear(self) -> int:
         """Forget every received mail; return how many there were."""
@@ -324,6 +207,8 @@ class SinkStore:
             self._messages.clear()
             self.fail_next.clear()
             self._fault_counts.clear()
+            self._doubt_keys.clear()
+            self._activity_calls.clear()
             self.requests = self._window_count = 0
             self._window_start = 0.0
             self._rng.seed(self.faults.seed)
@@ -398,6 +283,9 @@ class SinkStore:
             "faults": faults,
             "keys": len(keys),
             "duplicate_keys": sum(1 for count in keys.values() if count > 1),
+            "doubt_keys": len(self.doubt_keys),
+            "webhook_events_posted": self.webhook.posted,
+            "webhook_events_pending": self.webhook.pending(),
         }
 
 
@@ -420,15 +308,83 @@ def _sandbox_mode(payload: dict[str, Any]) -> bool:
     return isinstance(sandbox, dict) and sandbox.get("enable") is True
 
 
-def _auth_error(request: Request, store: SinkStore) -> str | None:
-    """Why the Bearer token is refused, or None when it is accepted."""
+def _bearer(request: Request) -> str:
     auth = request.headers.get("authorization", "")
-    token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+
+
+def _same(a: str, b: str) -> bool:
+    return secrets.compare_digest(a.encode(), b.encode())
+
+
+def _auth_error(request: Request, store: SinkStore) -> str | None:
+    """Why the Bearer token of a `/v3/*` request is refused, or None when it is accepted."""
+    token = _bearer(request)
     if not token:
         return "authorization required"
-    if store.api_key is not None and not secrets.compare_digest(token, store.api_key):
+    if store.api_key is not None and not _same(token, store.api_key):
         return MSG_INVALID_GRANT
     return None
+
+
+def page_token(key: str) -> str:
+    """The cookie value that opens the HTML pages: derived from the access key, never the key itself."""
+    return hmac.new(key.encode(), b"shopmail-sendgrid-sink-pages", hashlib.sha256).hexdigest()
+
+
+def sink_access(request: Request, store: SinkStore) -> bool:
+    """Whether a `/sink/*` request carries the access key: `Authorization: Bearer <key>` (any method),
+    or, for reads only, the page cookie that `GET /sink?key=<key>` sets (so a cross-site form can
+    never delete mails or change faults with it; the cookie is SameSite=Strict anyway)."""
+    key = store.access_key
+    token = _bearer(request)
+    if token:
+        return _same(token, key)
+    cookie = request.cookies.get(PAGE_COOKIE)
+    return request.method in ("GET", "HEAD") and cookie is not None and _same(cookie, page_token(key))
+
+
+def _split_host(value: str) -> tuple[str, int | None]:
+    """`name:port` of a Host header, lowercased (`[::1]:8025` works); port 80 when absent, None when
+    not a number."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        name, _, rest = value.partition("]")
+        name, port = name + "]", rest[1:] if rest.startswith(":") else ""
+    else:
+        name, _, port = value.partition(":")
+    if not port:
+        return name, 80
+    return name, int(port) if port.isdigit() else None
+
+
+def allowed_host_names(host: str = "127.0.0.1", extra: Iterable[str] = ()) -> frozenset[str]:
+    """The Host names the sink answers to: loopback, the interface it listens on, and `extra`."""
+    bracketed = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return frozenset(n.lower() for n in (*LOOPBACK_NAMES, bracketed, *extra))
+
+
+class HostGuard:
+    """ASGI middleware: answer 421 to a request whose Host header is not the sink's own name and port.
+
+    Defeats DNS rebinding: a web page whose own host name is made to resolve to 127.0.0.1 reaches
+    the sink's port, but with its name in the Host header."""
+
+    def __init__(self, app: ASGIApp, names: frozenset[str], port: int | None) -> None:
+        self.app, self.names, self.port = app, names, port
+
+    def allows(self, host: str) -> bool:
+        name, port = _split_host(host)
+        return name in self.names and port is not None and (self.port is None or port == self.port)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+            if not self.allows(host):
+                refusal = JSONResponse({"errors": [sg_error(MSG_UNKNOWN_HOST)]}, status_code=421)
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _fault_response(request: Request, store: SinkStore, kind: str, headers: dict[str, str]) -> Response:
@@ -452,9 +408,39 @@ async def _slow(store: SinkStore) -> None:
         await asyncio.sleep(store.faults.slow_ms / 1000)
 
 
-def create_app(store: SinkStore | None = None) -> Starlette:
-    """The ASGI app; `app.state.store` is the `SinkStore`."""
+def _json_body(body: bytes) -> tuple[Any, tuple[int, str] | None]:
+    """The request's JSON, or the (status, message) SendGrid answers: 415 for bytes that are not
+    UTF-8, 400 for anything that is not JSON."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, (415, MSG_INVALID_UTF8)
+    try:
+        return json.loads(text), None
+    except ValueError:
+        return None, (400, "Bad Request")
+
+
+def create_app(
+    store: SinkStore | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    allow_hosts: Iterable[str] = (),
+) -> Starlette:
+    """The ASGI app; `app.state.store` is the `SinkStore`.
+
+    Requests must name the sink in their Host header (loopback, `host`, or one of `allow_hosts`; at
+    `port` when given), else 421. `/sink/*` needs the store's `access_key` (see `sink_access`)."""
     store = store if store is not None else SinkStore()
+
+    def guarded(handler: Handler) -> Handler:
+        async def checked(request: Request) -> Response:
+            if not sink_access(request, store):
+                return _errors(401, [sg_error("authorization required")], {"WWW-Authenticate": "Bearer"})
+            return await handler(request)
+
+        return checked
 
     async def mail_send(request: Request) -> Response:
         headers = store.begin_request()
@@ -463,21 +449,25 @@ def create_app(store: SinkStore | None = None) -> Starlette:
         if refused:
             return _errors(401, [sg_error(refused)], headers)
         fault = store.take_fault()
-        if fault is not None:
+        if fault is not None and fault not in ACCEPT_FAULTS:
             return await _fault_response(request, store, fault, headers)
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return _errors(413, [sg_error(MSG_TOO_LARGE)], headers)
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return _errors(400, [sg_error("Bad Request")], headers)
+        payload, refusal = _json_body(body)
+        if refusal is not None:
+            return _errors(refusal[0], [sg_error(refusal[1])], headers)
         errors = validate_mail_send(payload)
         if errors:
             return _errors(400, errors, headers)
         if _sandbox_mode(payload):
             return Response(status_code=200, headers=headers)
         mail = store.add(payload)
+        if fault is not None:  # accepted, but the client never hears of it
+            store.record_doubt(payload)
+            if fault == "accept_drop":
+                return await drop_connection(request)
+            await stall(request, store.faults.timeout_s)
         return Response(status_code=202, headers={**headers, "X-Message-Id": mail.message_id})
 
     async def email_activity(request: Request) -> Response:
@@ -491,6 +481,10 @@ def create_app(store: SinkStore | None = None) -> Starlette:
         refused = _auth_error(request, store)
         if refused:
             return _errors(401, [sg_error(refused)], {})
+        free_at = store.activity_allowed()
+        if free_at is not None:
+            reset = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(math.ceil(free_at))}
+            return _errors(429, [sg_error(_FAULT_MESSAGES[429])], reset)
         limit_arg = request.query_params.get("limit", "10")
         limit = int(limit_arg) if limit_arg.isdigit() else 0
         if not 1 <= limit <= MAX_ACTIVITY_LIMIT:
@@ -498,7 +492,7 @@ def create_app(store: SinkStore | None = None) -> Starlette:
             return _errors(400, [sg_error(message, "limit")], {})
         query = request.query_params.get("query", "")
         try:
-            found = await run_in_threadpool(find_messages, store.messages, query, limit)
+            found = await run_in_threadpool(find_messages, store.visible_messages(), query, limit)
         except QueryError as exc:
             return _errors(400, [sg_error(f"invalid query: {exc}", "query")], {})
         return JSONResponse({"messages": found})
@@ -523,10 +517,53 @@ def create_app(store: SinkStore | None = None) -> Starlette:
     async def stats(request: Request) -> Response:
         return JSONResponse(store.stats())
 
+    async def feedback(request: Request) -> Response:
+        """GET: webhook config + public key, activity limits; PATCH: change any of them."""
+        if request.method == "PATCH":
+            try:
+                data = json.loads(await request.body())
+                if not isinstance(data, dict):
+                    raise ValueError("expected a JSON object")
+                data = dict(data)
+                rate = data.pop("activity_rate_per_min", store.activity_rate_per_min)
+                lag = data.pop("activity_lag_s", store.activity_lag_s)
+                if isinstance(rate, bool) or not isinstance(rate, int) or rate < 0:
+                    raise ValueError("activity_rate_per_min must be an integer >= 0")
+                if isinstance(lag, bool) or not isinstance(lag, int | float) or lag < 0:
+                    raise ValueError("activity_lag_s must be a number >= 0")
+                config = config_from_json(data.pop("webhook", {}), store.webhook.config)
+                if data:
+                    raise ValueError(f"unknown fields: {', '.join(sorted(data))}")
+            except (ValueError, TypeError) as exc:
+                return _errors(400, [sg_error(str(exc))], {})
+            store.activity_rate_per_min, store.activity_lag_s = rate, float(lag)
+            store.webhook.configure(config)
+        return JSONResponse(
+            {
+                "webhook": store.webhook.config.as_json(),
+                "webhook_public_key": store.webhook.public_key,
+                "activity_rate_per_min": store.activity_rate_per_min,
+                "activity_lag_s": store.activity_lag_s,
+            }
+        )
+
     async def index_page(request: Request) -> Response:
+        """The mail list. `?key=<access key>` (the link `shopmail sendgrid-sink` prints, or the form
+        of the login page) sets the page cookie and redirects here without the key in the URL."""
+        key = request.query_params.get("key")
+        if key is not None:
+            if not _same(key, store.access_key):
+                return HTMLResponse(render_login(wrong_key=True), status_code=401, headers=LOGIN_HEADERS)
+            opened = RedirectResponse("/sink", status_code=303)
+            opened.set_cookie(PAGE_COOKIE, page_token(key), path="/sink", httponly=True, samesite="strict")
+            return opened
+        if not sink_access(request, store):
+            return HTMLResponse(render_login(), status_code=401, headers=LOGIN_HEADERS)
         return HTMLResponse(render_index(store.messages), headers=PAGE_HEADERS)
 
     async def message_page(request: Request) -> Response:
+        if not sink_access(request, store):
+            return HTMLResponse(render_login(), status_code=401, headers=LOGIN_HEADERS)
         message_id = request.path_params["message_id"].split(".")[0]  # an activity msg_id works too
         mail = store.get(message_id)
         if mail is None:
@@ -537,13 +574,15 @@ def create_app(store: SinkStore | None = None) -> Starlette:
         routes=[
             Route("/v3/mail/send", mail_send, methods=["POST"]),
             Route("/v3/messages", email_activity, methods=["GET"]),
-            Route("/sink/messages", list_messages, methods=["GET"]),
-            Route("/sink/messages", clear_messages, methods=["DELETE"]),
+            Route("/sink/messages", guarded(list_messages), methods=["GET"]),
+            Route("/sink/messages", guarded(clear_messages), methods=["DELETE"]),
             Route("/sink/messages/{message_id}", message_page, methods=["GET"]),
-            Route("/sink/faults", faults, methods=["GET", "PUT", "PATCH"]),
-            Route("/sink/stats", stats, methods=["GET"]),
+            Route("/sink/faults", guarded(faults), methods=["GET", "PUT", "PATCH"]),
+            Route("/sink/stats", guarded(stats), methods=["GET"]),
+            Route("/sink/feedback", guarded(feedback), methods=["GET", "PATCH"]),
             Route("/sink", index_page, methods=["GET"]),
-        ]
+        ],
+        middleware=[Middleware(HostGuard, names=allowed_host_names(host, allow_hosts), port=port)],
     )
     app.state.store = store
     return app
@@ -557,21 +596,29 @@ class RunningSink:
     store: SinkStore
     stop: Callable[[], None]
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """The header that opens `/sink/*` (the store's access key)."""
+        return {"Authorization": f"Bearer {self.store.access_key}"}
+
 
 def run_sink_in_thread(
-    store: SinkStore | None = None, host: str = "127.0.0.1", port: int = 0
+    store: SinkStore | None = None, host: str = "127.0.0.1", port: int = 0, allow_hosts: Iterable[str] = ()
 ) -> tuple[str, SinkStore, Callable[[], None]]:
-    """Serve the sink on `host` (a free port by default); return (base_url, store, stop)."""
+    """Serve the sink on `host` (a free port by default); return (base_url, store, stop).
+    `allow_hosts`: more Host names it answers to (see `create_app`)."""
     store = store if store is not None else SinkStore()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     port = sock.getsockname()[1]
-    server = SinkServer(create_app(store), log_level="warning", access_log=False)
+    app = create_app(store, host=host, port=port, allow_hosts=allow_hosts)
+    server = SinkServer(app, log_level="warning", access_log=False)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="sendgrid-sink", daemon=True
     )
     thread.start()
+    store.webhook.start()
     deadline = time.monotonic() + 10
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
@@ -580,6 +627,7 @@ def run_sink_in_thread(
         time.sleep(0.005)
 
     def stop() -> None:
+        store.webhook.stop()
         server.should_exit = True
         thread.join(timeout=5)
         sock.close()
@@ -588,13 +636,24 @@ def run_sink_in_thread(
 
 
 @contextmanager
-def running_sink(store: SinkStore | None = None) -> Iterator[RunningSink]:
-    """`with running_sink() as sink:` -> `sink.url`, `sink.store`; stopped on exit."""
-    url, store, stop = run_sink_in_thread(store)
+def running_sink(store: SinkStore | None = None, allow_hosts: Iterable[str] = ()) -> Iterator[RunningSink]:
+    """`with running_sink() as sink:` -> `sink.url`, `sink.store`, `sink.auth`; stopped on exit."""
+    url, store, stop = run_sink_in_thread(store, allow_hosts=allow_hosts)
     try:
         yield RunningSink(url, store, stop)
     finally:
         stop()
+
+
+def sink_banner(host: str, port: int, store: SinkStore) -> str:
+    """The start-up line: where the API is and how to open the mail pages in a browser."""
+    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+    base = f"http://{shown}:{port}"
+    if store.api_key:
+        pages = f"{base}/sink (enter the API key; scripts send Authorization: Bearer <API key>)"
+    else:
+        pages = f"{base}/sink?key={store.page_key} (scripts: Authorization: Bearer {store.page_key})"
+    return f"SendGrid sink on {base} (set SHOPMAIL_SENDGRID_HOST); mails: {pages}"
 
 
 def serve(
@@ -604,13 +663,34 @@ def serve(
     faults: Faults | None = None,
     *,
     log_level: str = "info",
+    allow_hosts: Iterable[str] = (),
+    announce: Callable[[str], object] | None = print,
+    webhook: WebhookConfig | None = None,
+    activity_rate_per_min: int = 0,
+    activity_lag_s: float = 0.0,
 ) -> None:
     """Serve a fresh sink in the foreground until Ctrl+C (loopback by default).
 
-    `api_key`: the only accepted Bearer token (None: any); `faults`: injected failures.
+    `api_key`: the only accepted Bearer token (None: any; the pages then need a random key, shown
+    by `announce`); `faults`: injected failures; `allow_hosts`: more names clients use in the Host
+    header (e.g. the name of a container); everything else is refused (DNS rebinding).
     """
     store = SinkStore(api_key=api_key, faults=faults or Faults())
-    SinkServer(create_app(store), host=host, port=port, log_level=log_level).run()
+    if webhook is not None:
+        store.webhook.configure(webhook)
+    store.activity_rate_per_min, store.activity_lag_s = activity_rate_per_min, activity_lag_s
+    app = create_app(store, host=host, port=port, allow_hosts=allow_hosts)
+    if announce is not None:
+        announce(sink_banner(host, port, store))
+        if store.webhook.config.url:
+            announce(
+                f"event webhook -> {store.webhook.config.url}; verification key: {store.webhook.public_key}"
+            )
+    store.webhook.start()
+    try:
+        SinkServer(app, host=host, port=port, log_level=log_level).run()
+    finally:
+        store.webhook.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -619,13 +699,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
     parser.add_argument("--api-key", default=None, help="only accept this key (default: any)")
+    parser.add_argument(
+        "--allow-host", action="append", default=[], help="another Host name clients use (repeatable)"
+    )
     add_fault_arguments(parser)
+    parser.add_argument("--webhook-url", default=None, help="post signed events of accepted mails here")
+    parser.add_argument("--webhook-delay-s", type=float, default=1.0, help="events arrive after this")
+    parser.add_argument("--webhook-jitter-s", type=float, default=1.0, help="plus up to this (reorders)")
+    parser.add_argument("--webhook-duplicate-rate", type=float, default=0.0, help="events posted twice")
+    parser.add_argument("--activity-rate-per-min", type=int, default=0, help="Activity API limit (0: none)")
+    parser.add_argument("--activity-lag-s", type=float, default=0.0, help="Activity API lag")
     args = parser.parse_args(argv)
     try:
         faults = faults_from_args(args)
+        webhook = WebhookConfig(
+            args.webhook_url, args.webhook_delay_s, args.webhook_jitter_s, args.webhook_duplicate_rate
+        )
     except ValueError as exc:
         parser.error(str(exc))
-    serve(args.host, args.port, args.api_key, faults)
+    serve(
+        args.host,
+        args.port,
+        args.api_key,
+        faults,
+        allow_hosts=args.allow_host,
+        webhook=webhook,
+        activity_rate_per_min=args.activity_rate_per_min,
+        activity_lag_s=args.activity_lag_s,
+    )
 
 
 if __name__ == "__main__":

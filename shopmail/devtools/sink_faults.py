@@ -1,7 +1,9 @@
 """Fault injection of the local SendGrid sink (`shopmail.devtools.sendgrid_sink`).
 
 `Faults` is an immutable configuration: per-request probabilities of a 429, 500, 503, a hung
-request (answered 503 after `timeout_s`) or a dropped connection, plus latency and the 429
+request (answered 503 after `timeout_s`), a dropped connection (nothing stored), an accepted mail
+whose connection is then dropped without an answer (`accept_drop`) or whose answer comes only after
+`timeout_s` (`accept_stall`): the two faults that leave a client in doubt; plus latency and the 429
 reset delay. One random draw per `/v3/mail/send` request picks at most one fault, so the rates
 must add up to at most 1. `SinkServer`, `stall` and `drop_connection` are the server-side
 mechanics of the timeout and drop faults.
@@ -25,8 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 # The kinds a random draw can pick, in the order their probability ranges are laid out.
-FAULT_KINDS = ("429", "500", "503", "timeout", "drop")
-_RATE_FIELDS = ("rate_429", "rate_500", "rate_503", "rate_timeout", "rate_drop")
+FAULT_KINDS = ("429", "500", "503", "timeout", "drop", "accept_drop", "accept_stall")
+ACCEPT_FAULTS = frozenset({"accept_drop", "accept_stall"})  # the mail is stored, the answer lost
+_RATE_FIELDS = tuple(f"rate_{kind}" for kind in FAULT_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,8 @@ class Faults:
     rate_503: float = 0.0
     rate_timeout: float = 0.0
     rate_drop: float = 0.0
+    rate_accept_drop: float = 0.0
+    rate_accept_stall: float = 0.0
     timeout_s: float = 35.0
     slow_ms: float = 0.0
     retry_after_s: float = 1.0
@@ -101,7 +106,8 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     """`--rate-429 ... --rate-drop`, `--timeout-s`, `--slow-ms`, `--retry-after-s`, `--seed`."""
     defaults = Faults()
     for kind in FAULT_KINDS:
-        parser.add_argument(f"--rate-{kind}", type=float, default=0.0, help=f"probability of a {kind} fault")
+        flag = "--rate-" + kind.replace("_", "-")
+        parser.add_argument(flag, type=float, default=0.0, help=f"probability of a {kind} fault")
     parser.add_argument("--timeout-s", type=float, default=defaults.timeout_s, help="stall of a timeout")
     parser.add_argument("--slow-ms", type=float, default=0.0, help="extra latency of every API request")
     parser.add_argument(

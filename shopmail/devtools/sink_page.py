@@ -233,6 +233,13 @@ shown{% endif %}. JSON: <a href="/sink/messages">/sink/messages</a>,
 {% if block.type == "text/html" %}<iframe sandbox srcdoc="{{ block.value }}" title="HTML part"></iframe>
 {% else %}<pre>{{ block.value }}</pre>{% endif %}{% endfor %}
 {% endblock %}""",
+    "login.html": """{% extends "base.html" %}{% block title %}Key needed{% endblock %}{% block body %}
+<h1>SendGrid sink</h1>
+{% if wrong_key %}<p><strong>That key is not this sink's key.</strong></p>{% endif %}
+<p>The mails are shown to holders of the sink's key only: the API key it was started with
+(<code>--api-key</code>), else the random key it printed at start (<code>/sink?key=...</code>).</p>
+<form method="get" action="/sink"><label>Key <input type="password" name="key" autofocus></label>
+<button>Open</button></form>{% endblock %}""",
 }
 _env = Environment(loader=DictLoader(_TEMPLATES), autoescape=True)
 MAX_LISTED = 500
@@ -241,6 +248,13 @@ MAX_RECIPIENTS_SHOWN = 100
 PAGE_HEADERS = {
     "Content-Security-Policy": "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
+}
+# The key form posts to the sink itself; nothing else changes.
+LOGIN_HEADERS = {
+    **PAGE_HEADERS,
+    "Content-Security-Policy": PAGE_HEADERS["Content-Security-Policy"].replace(
+        "form-action 'none'", "form-action 'self'"
+    ),
 }
 
 
@@ -302,3 +316,8 @@ def render_message(mail: ReceivedMail) -> str:
         hidden=len(payload["personalizations"]) - len(personalizations),
         content=[b for b in payload.get("content") or [] if isinstance(b, dict)],
     )
+
+
+def render_login(wrong_key: bool = False) -> str:
+    """The page asking for the sink's key (it sets the page cookie, see `sendgrid_sink.index_page`)."""
+    return _env.get_template("login.html").render(wrong_key=wrong_key)

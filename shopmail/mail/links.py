@@ -1,4 +1,4 @@
-"""UTM tagging and signed unsubscribe links."""
+"""UTM tagging, signed unsubscribe links and signed links to saved mail previews."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 from functools import lru_cache
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 
 @lru_cache(maxsize=65536)  # the same shop and product links recur in every mail of a run
@@ -52,3 +52,32 @@ def unsubscribe_link(base_url: str, secret: str, customer_id: int, campaign: str
     token = unsubscribe_token(secret, customer_id, campaign)
     separator = "&" if "?" in base_url else "?"
     return f"{base_url}{separator}token={token}"
+
+
+PREVIEW_KEY_PURPOSE = b"shopmail/preview-link/v1"  # a key of its own, derived from the unsubscribe secret
+
+
+def _preview_key(secret: str) -> bytes:
+    return hmac.new(secret.encode(), PREVIEW_KEY_PURPOSE, hashlib.sha256).digest()
+
+
+def preview_signature(secret: str, name: str, expires: int) -> str:
+    """HMAC-SHA256 over the preview file name and its expiry (Unix seconds), with a key derived from
+    `secret` for this purpose only (an unsubscribe token never verifies as a preview link)."""
+    message = f"preview:{name}:{int(expires)}".encode()
+    return _b64(hmac.new(_preview_key(secret), message, hashlib.sha256).digest()[:20])
+
+
+def verify_preview_signature(secret: str, name: str, expires: str, signature: str, now: float) -> bool:
+    """True if `signature` signs `name` and `expires` and that moment is still ahead of `now`."""
+    if not expires.isdigit() or len(expires) > 12 or len(signature) > 64:
+        return False
+    if int(expires) <= now:
+        return False
+    return hmac.compare_digest(preview_signature(secret, name, int(expires)), signature)
+
+
+def preview_link(base_url: str, secret: str, name: str, expires: int) -> str:
+    """`<base_url>/preview/<name>?exp=...&sig=...`: a signed link to a saved preview that expires."""
+    query = urlencode({"exp": int(expires), "sig": preview_signature(secret, name, expires)})
+    return f"{base_url.rstrip('/')}/preview/{quote(name, safe='')}?{query}"

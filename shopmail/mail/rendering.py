@@ -1,4 +1,4 @@
-"""Jinja2 rendering of mails: sandboxed, autoescaped HTML, StrictUndefined, ru/en per recipient."""
+"""Jinja2 rendering of mails: immutable sandbox, autoescaped HTML, StrictUndefined, ru/en per recipient."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
+from babel.numbers import format_currency
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, pass_context
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from shopmail.mail.links import add_utm
@@ -53,9 +55,34 @@ def _utm(context: Any, url: str, content: str | None = None) -> str:
     return add_utm(url, source=utm["source"], medium=utm["medium"], campaign=utm["campaign"], content=content)
 
 
-def _money(value: float, currency: str = "RUB") -> str:
-    whole = f"{round(float(value)):,}".replace(",", "\u00a0")
-    return f"{whole}\u00a0₽" if currency == "RUB" else f"{whole}\u00a0{currency}"
+def format_money(value: float, currency: str, language: str = "ru") -> str:
+    """`value` in `currency` as the mail's language writes money (CLDR via Babel): '1 990 ₽',
+    '24,99 £' (ru); '£24.99', 'RUB 1,990' (en). Whole amounts without decimals, others with the
+    currency's own decimals, never rounded away."""
+    try:
+        locale = Locale.parse(language.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        locale = Locale.parse("en")
+    amount = float(value)
+    pattern = locale.currency_formats["standard"].pattern
+    if amount == round(amount):
+        pattern = pattern.replace(".00", "")
+    text = format_currency(
+        amount, currency, format=pattern, locale=locale, currency_digits=pattern.count("0.") > 0
+    )
+    return text.replace(currency, currency + "\u00a0") if text.startswith(currency) else text
+
+
+def money_filter(shop_currency: str, default_language: str) -> Any:
+    """The `money` filter: `{{ total | money }}` in the shop currency, `{{ total | money(currency) }}` in
+    an order's own currency (None: the shop's), formatted for the mail's language."""
+
+    @pass_context
+    def money(context: Any, value: float, currency: str | None = None) -> str:
+        language = context.get("language") or default_language
+        return format_money(value, currency or shop_currency, language)
+
+    return money
 
 
 def _human_date(value: date | datetime, language: str = "ru") -> str:
@@ -64,8 +91,13 @@ def _human_date(value: date | datetime, language: str = "ru") -> str:
     return value.strftime("%B %-d, %Y")
 
 
-def make_environment(folder: Path = TEMPLATES_DIR) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+def make_environment(
+    folder: Path = TEMPLATES_DIR, currency: str = "RUB", default_language: str = "ru"
+) -> ImmutableSandboxedEnvironment:
+    """The templates' Jinja2 environment: sandboxed and immutable (a template cannot change the
+    shared `shop`/`customer`/product data the next recipient sees: `.update()`, `.append()`,
+    `.clear()` ... raise `SecurityError`), HTML autoescaped, undefined names are errors."""
+    env = ImmutableSandboxedEnvironment(
         loader=FileSystemLoader(str(folder)),
         autoescape=_autoescape,
         undefined=StrictUndefined,
@@ -74,7 +106,7 @@ def make_environment(folder: Path = TEMPLATES_DIR) -> SandboxedEnvironment:
         keep_trailing_newline=False,
         auto_reload=False,  # templates do not change during a run; saves a stat per include
     )
-    env.filters.update(utm=_utm, money=_money, human_date=_human_date)
+    env.filters.update(utm=_utm, money=money_filter(currency, default_language), human_date=_human_date)
     return env
 
 
@@ -85,8 +117,10 @@ _BLOCK_CACHE_SIZE = 20_000
 class Renderer:
     """Renders a campaign's template folder for one recipient context at a time."""
 
-    def __init__(self, template: str, folder: Path = TEMPLATES_DIR, default_language: str = "ru"):
-        self.env = make_environment(folder)
+    def __init__(
+        self, template: str, folder: Path = TEMPLATES_DIR, default_language: str = "ru", currency: str = "RUB"
+    ):
+        self.env = make_environment(folder, currency, default_language)
         self.template = template
         self.default_language = default_language
         self._cache: dict[tuple[str, str], Any] = {}
@@ -100,13 +134,16 @@ class Renderer:
         @pass_context
         def product_block(context: Any, items: list[dict], utm_content: str, layout: str = "grid") -> str:
             ids = tuple(item["id"] for item in items)
-            key = (layout, utm_content, context["utm"]["campaign"], ids)
+            language = context.get("language") or self.default_language
+            key = (layout, utm_content, context["utm"]["campaign"], language, ids)
             block = self._blocks.get(key)
             if block is None:
                 if len(self._blocks) >= _BLOCK_CACHE_SIZE:
                     self._blocks.clear()
                 part = self.env.get_template(PRODUCT_BLOCKS[layout])
-                rendered = part.render(items=items, utm_content=utm_content, utm=context["utm"])
+                rendered = part.render(
+                    items=items, utm_content=utm_content, utm=context["utm"], language=language
+                )
                 block = self._blocks[key] = Markup(rendered) if layout == "grid" else rendered
             return block
 

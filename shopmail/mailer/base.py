@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -33,6 +33,9 @@ class OutgoingMail:
     # deliver at this unix time instead of now (quiet hours: segments/send_time.py); SendGrid holds the
     # mail until then (per personalization, at most 72 h ahead); the outbox records it in a header
     send_at: int | None = None
+    # False: the provider must not rewrite links for click tracking (links that carry a secret, e.g. a
+    # password-reset token, must reach the customer untouched); campaign files set it (`click_tracking`)
+    click_tracking: bool = True
 
 
 _EMAIL_RE = re.compile(
@@ -51,7 +54,10 @@ class SendStatus(StrEnum):
 
     sent = "sent"  # accepted by the provider (queued or delivered to the outbox)
     rejected = "rejected"  # permanently refused (bad address, invalid payload): do not retry
-    failed = "failed"  # transient failure left after retries: safe to retry later
+    failed = "failed"  # definitely not accepted (no connection, an error response): safe to retry later
+    # the request may have reached the provider and no answer came (read timeout, connection reset
+    # after sending): never retried blindly, resolved by proof of acceptance or after a grace period
+    in_doubt = "in_doubt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,21 +68,31 @@ class SendResult:
     error: str | None = None
 
 
+ResultsCallback = Callable[[list[SendResult]], None]
+
+
 class Sender(ABC):
     """A mail provider. Implementations must never raise for one bad recipient:
     they report it in that recipient's `SendResult`. They raise `MailerError`
     subclasses only for problems that concern the whole batch (configuration)."""
 
     name: str = "sender"
+    # True: `confirm` knows for sure (a mail it does not confirm was not accepted), so doubtful mails
+    # need no grace period (outbox, memory); False: absence of proof proves nothing (SendGrid)
+    exact_confirm: bool = False
 
     @abstractmethod
-    def send_batch(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
-        """Send the mails; return one result per mail, in the same order."""
+    def send_batch(
+        self, mails: Sequence[OutgoingMail], on_results: ResultsCallback | None = None
+    ) -> list[SendResult]:
+        """Send the mails; return one result per mail, in the same order. `on_results` is called with
+        the results of each request as soon as it has them (the caller records them right away, so
+        a crash leaves as few mails without a recorded outcome as possible)."""
 
     def confirm(self, message_keys: Sequence[str]) -> dict[str, str]:
-        """Of mails whose outcome is unknown (a crash between the call and the ledger update),
-        those the provider is known to have accepted, with their provider message id.
-        Providers that cannot tell return {} and the mails are sent again."""
+        """Of mails whose outcome is unknown (in doubt, or a crash between the call and the ledger
+        update), those the provider is known to have accepted, with their provider message id.
+        Providers that cannot tell return {}."""
         return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook

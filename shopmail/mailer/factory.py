@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from config.settings import MailProvider
+from config.settings import DemoSettingsError, MailProvider, require_production_settings
 from shopmail.mailer.base import Sender
 from shopmail.mailer.errors import MailerConfigurationError
 from shopmail.mailer.memory import InMemorySender
@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 
 
 def make_sender(settings: Settings, error_budget: ErrorBudget | None = None) -> Sender:
-    """The sender for `settings.mail_provider` (outbox, sendgrid or memory)."""
+    """The sender for `settings.mail_provider` (outbox, sendgrid or memory).
+
+    SendGrid reaches real people: it refuses the shipped demo secrets and From address
+    (`MailerConfigurationError`, never retried)."""
     try:
         provider = MailProvider(settings.mail_provider)
     except ValueError as exc:
@@ -32,6 +35,10 @@ def make_sender(settings: Settings, error_budget: ErrorBudget | None = None) -> 
             raise MailerConfigurationError(
                 "mail_provider is sendgrid but SHOPMAIL_SENDGRID_API_KEY is not set"
             )
+        try:
+            require_production_settings(settings, "the SendGrid sender", sender=True)
+        except DemoSettingsError as exc:
+            raise MailerConfigurationError(str(exc)) from None
         return SendGridSender(
             key,
             settings.sendgrid_host,

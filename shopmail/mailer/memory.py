@@ -6,7 +6,14 @@ import hashlib
 import threading
 from collections.abc import Iterable, Sequence
 
-from shopmail.mailer.base import OutgoingMail, Sender, SendResult, SendStatus, is_valid_email
+from shopmail.mailer.base import (
+    OutgoingMail,
+    ResultsCallback,
+    Sender,
+    SendResult,
+    SendStatus,
+    is_valid_email,
+)
 
 
 class InMemorySender(Sender):
@@ -18,6 +25,7 @@ class InMemorySender(Sender):
     """
 
     name = "memory"
+    exact_confirm = True
 
     def __init__(
         self,
@@ -36,10 +44,15 @@ class InMemorySender(Sender):
         with self._lock:
             return list(self.sent.values())
 
-    def send_batch(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
+    def send_batch(
+        self, mails: Sequence[OutgoingMail], on_results: ResultsCallback | None = None
+    ) -> list[SendResult]:
         with self._lock:
             self.batch_sizes.append(len(mails))
-            return [self._send_one(mail) for mail in mails]
+            results = [self._send_one(mail) for mail in mails]
+        if on_results is not None and results:
+            on_results(results)
+        return results
 
     def _send_one(self, mail: OutgoingMail) -> SendResult:
         address = mail.to_email.lower()

@@ -15,7 +15,15 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
-from shopmail.mailer.base import OutgoingMail, Sender, SendResult, SendStatus, is_valid_email
+from shopmail.db import private_dir
+from shopmail.mailer.base import (
+    OutgoingMail,
+    ResultsCallback,
+    Sender,
+    SendResult,
+    SendStatus,
+    is_valid_email,
+)
 from shopmail.mailer.errors import MailerConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -97,17 +105,18 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 class FileOutboxSender(Sender):
-    """Writes each mail to `<folder>/<sha256(message_key)[:32]>.eml`.
+    """Writes each mail to `<folder>/<sha256(message_key)[:32]>.eml` (mode 0600, via `mkstemp`).
 
     Resending a mail overwrites its file (idempotent); the file name is the provider id.
     """
 
     name = "outbox"
+    exact_confirm = True  # the file exists or it does not
 
     def __init__(self, folder: Path | str) -> None:
         self.folder = Path(folder)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private_dir(self.folder)  # the mails hold addresses and coupons: owner only (0700)
         except OSError as exc:
             raise MailerConfigurationError(f"cannot create outbox folder {self.folder}: {exc}") from exc
 
@@ -115,8 +124,13 @@ class FileOutboxSender(Sender):
         """Where the mail with this key is (or will be) written."""
         return self.folder / outbox_file_name(message_key)
 
-    def send_batch(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
-        return [self._send_one(mail) for mail in mails]
+    def send_batch(
+        self, mails: Sequence[OutgoingMail], on_results: ResultsCallback | None = None
+    ) -> list[SendResult]:
+        results = [self._send_one(mail) for mail in mails]
+        if on_results is not None and results:
+            on_results(results)
+        return results
 
     def confirm(self, message_keys: Sequence[str]) -> dict[str, str]:
         """A mail whose file exists was delivered to the outbox."""

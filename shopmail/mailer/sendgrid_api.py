@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from sendgrid.helpers.mail import (
     Category,
+    ClickTracking,
     CustomArg,
     From,
     Header,
@@ -23,9 +24,18 @@ from sendgrid.helpers.mail import (
     ReplyTo,
     SendAt,
     To,
+    TrackingSettings,
 )
 
-from shopmail.mailer.base import OutgoingMail, Sender, SendResult, SendStatus, is_valid_email
+from shopmail.campaigns import SENDER_CATEGORIES
+from shopmail.mailer.base import (
+    OutgoingMail,
+    ResultsCallback,
+    Sender,
+    SendResult,
+    SendStatus,
+    is_valid_email,
+)
 from shopmail.mailer.errors import MailerConfigurationError
 from shopmail.mailer.throttle import ErrorBudget, RateLimiter
 
@@ -35,34 +45,75 @@ SEND_PATH = "/v3/mail/send"
 ACTIVITY_PATH = "/v3/messages"
 MAX_PERSONALIZATIONS = 1000
 MESSAGE_KEY_ARG = "shopmail_key"
+ACTIVITY_KEYS_PER_QUERY = 100  # `unique_args[...] IN (...)` of 100 keys: a ~5 kB URL
+ACTIVITY_LIMIT = 1000  # the API's maximum `limit`
+ACTIVITY_RATE_PER_MIN = 6  # SendGrid's documented Email Activity rate limit
+# transport errors raised before the request body was wholly handed to the connection: the provider
+# cannot have accepted the mail (SendGrid reads the whole JSON body first), so a retry is safe.
+# Every other transport error (read timeout, connection reset or closed after sending) leaves the
+# request in doubt.
+NOT_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+    httpx.LocalProtocolError,
+    httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+)
 _CONFIG_STATUSES = frozenset({401, 403})
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# SendGrid refuses `,` and `;` in recipient names (its limitations page: they separate addresses);
+# control characters (and line/paragraph separators) never belong in a display name either.
+_NAME_SPACES = dict.fromkeys((*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, ord(","), ord(";")), " ")
+
+
+def display_name(name: str | None) -> str | None:
+    """`name` as SendGrid takes it in `to`, `from` and `reply_to`: `,`, `;` and control characters
+    become spaces, runs of spaces one; None when nothing is left (the address goes alone)."""
+    cleaned = " ".join(name.translate(_NAME_SPACES).split()) if name else ""
+    return cleaned or None
+
+
+def _reply_to(value: str) -> ReplyTo:
+    """`reply_to` may be `addr` or `Name <addr>` (even `Support, Team <addr>`, which an RFC 5322
+    parser reads as two addresses): the name is cleaned like every display name."""
+    value = value.strip()
+    name, address = "", value
+    if value.endswith(">") and "<" in value:
+        name, _, address = value[:-1].rpartition("<")
+    return ReplyTo(address.strip(), display_name(name.strip().strip('"')))
 
 
 def sendgrid_payload(mail: OutgoingMail) -> dict[str, Any]:
     """The official v3 payload of one mail, built with `sendgrid.helpers.mail`.
 
     Per-recipient data (to, headers, custom_args with `shopmail_key`, send_at) go into the
-    personalization; shared data (from, reply_to, subject, content, categories) at the top
-    level, so mails sharing content can later be merged into one 1,000-personalization payload.
+    personalization; shared data (from, reply_to, subject, content, categories, tracking settings) at
+    the top level, so mails sharing content can later be merged into one 1,000-personalization payload.
+    Display names are cleaned (`display_name`): a name SendGrid refuses would reject the mail for good.
     """
     message = Mail(
-        from_email=From(mail.from_email, mail.from_name or None),
-        to_emails=To(mail.to_email, mail.to_name or None),
+        from_email=From(mail.from_email, display_name(mail.from_name)),
+        to_emails=To(mail.to_email, display_name(mail.to_name)),
         subject=mail.subject,
         plain_text_content=PlainTextContent(mail.text) if mail.text else None,
         html_content=HtmlContent(mail.html) if mail.html else None,
     )
     if mail.reply_to:
-        message.reply_to = ReplyTo(mail.reply_to)
+        message.reply_to = _reply_to(mail.reply_to)
     for name, value in mail.headers.items():
         message.header = Header(name, value, p=0)
     for name, value in {**mail.custom_args, MESSAGE_KEY_ARG: mail.message_key}.items():
         message.custom_arg = CustomArg(name, value, p=0)
     if mail.send_at is not None:  # per personalization: mails with different times still share a request
         message.send_at = SendAt(int(mail.send_at), p=0)
-    for category in reversed(mail.categories):  # the helper prepends: keep the given order
+    categories = (*mail.categories, *(c for c in SENDER_CATEGORIES if c not in mail.categories))
+    for category in reversed(categories):  # the helper prepends: keep the given order
         message.category = Category(category)
+    if not mail.click_tracking:  # links carrying secrets (reset tokens) must not go through a redirect
+        message.tracking_settings = TrackingSettings(click_tracking=ClickTracking(False, False))
     return message.get()
 
 
@@ -76,6 +127,7 @@ def shared_content_key(mail: OutgoingMail) -> tuple:
         mail.from_name,
         mail.reply_to,
         mail.categories,
+        mail.click_tracking,
     )
 
 
@@ -130,12 +182,14 @@ def error_message(response: httpx.Response) -> str:
 class SendGridSender(Sender):
     """Sends each mail as one `/v3/mail/send` request.
 
-    202/200 -> `sent` (id from `X-Message-Id`); 400/413 and other 4xx -> `rejected` with
-    SendGrid's messages; 401/403 -> `MailerConfigurationError` until this sender has had a mail
-    accepted (a bad key or unverified sender concerns the whole batch), `rejected` after;
-    429 -> wait until `X-RateLimit-Reset` (capped) and retry; 5xx, timeouts and connection
-    errors -> exponential backoff with jitter. Waits of either kind use up `retries`; a mail
-    still not accepted after them is `failed` (safe to retry later).
+    Three outcomes per request. Accepted: 202/200 -> `sent` (id from `X-Message-Id`). Definitely
+    not accepted: 400/413 and other 4xx -> `rejected` with SendGrid's messages; 401/403 ->
+    `MailerConfigurationError` until this sender has had a mail accepted (a bad key or unverified
+    sender concerns the whole batch), `rejected` after; 429 -> wait until `X-RateLimit-Reset`
+    (capped) and retry; 5xx and `NOT_SENT_ERRORS` (no connection, body not sent) -> exponential
+    backoff with jitter; waits use up `retries`, then `failed` (safe to retry later). In doubt: any
+    other transport error (read timeout, connection dropped after the body went out) -> `in_doubt`
+    at once, never retried (SendGrid has no idempotency key).
     """
 
     name = "sendgrid"
@@ -196,8 +250,11 @@ class SendGridSender(Sender):
         if self._owns_client:
             self._client.close()
 
-    def send_batch(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
-        """Send concurrently: shared-content mails merged (<= 1,000 per request), others one each."""
+    def send_batch(
+        self, mails: Sequence[OutgoingMail], on_results: ResultsCallback | None = None
+    ) -> list[SendResult]:
+        """Send concurrently: shared-content mails merged (<= 1,000 per request), others one each;
+        `on_results` gets each request's results as soon as its outcome is known."""
         results: dict[str, SendResult] = {}
         sendable = []
         for mail in mails:
@@ -207,12 +264,21 @@ class SendGridSender(Sender):
                 results[mail.message_key] = SendResult(
                     mail.message_key, SendStatus.rejected, error=f"invalid address {mail.to_email!r}"
                 )
+        if on_results is not None and results:
+            on_results(list(results.values()))
         groups = group_for_requests(sendable)
+
+        def send(group: list[OutgoingMail]) -> list[SendResult]:
+            group_results = self._send_group(group)
+            if on_results is not None:
+                on_results(group_results)
+            return group_results
+
         if self.concurrency == 1 or len(groups) == 1:
-            outcomes = [self._send_group(group) for group in groups]
+            outcomes = [send(group) for group in groups]
         else:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sendgrid") as pool:
-                outcomes = list(pool.map(self._send_group, groups))
+                outcomes = list(pool.map(send, groups))
         for group_results in outcomes:
             results.update((r.message_key, r) for r in group_results)
         return [results[mail.message_key] for mail in mails]
@@ -231,7 +297,7 @@ class SendGridSender(Sender):
         outcome = self.send_payload(payload)
         if outcome.http_status in _CONFIG_STATUSES and not self._key_verified:
             raise MailerConfigurationError(f"SendGrid refused the credentials: {outcome.error}")
-        if outcome.status is SendStatus.failed and self.error_budget is not None:
+        if outcome.status in (SendStatus.failed, SendStatus.in_doubt) and self.error_budget is not None:
             self.error_budget.record_failure()
         return [
             SendResult(m.message_key, outcome.status, outcome.provider_message_id, outcome.error)
@@ -239,31 +305,67 @@ class SendGridSender(Sender):
         ]
 
     def confirm(self, message_keys: Sequence[str]) -> dict[str, str]:
-        """Ask the Email Activity API which in-doubt mails SendGrid accepted (needs the add-on on
-        the real service; without it nothing is confirmed and the mails are sent again)."""
+        """Ask the Email Activity API which in-doubt mails SendGrid accepted (needs the paid add-on on
+        the real service; without it nothing is confirmed and the mails wait for webhook proof).
+
+        In bulk: one `unique_args['shopmail_key'] IN (...)` query per `ACTIVITY_KEYS_PER_QUERY` keys,
+        one query at a time, paced to `ACTIVITY_RATE_PER_MIN` per process; a 429 is waited out
+        (until `X-RateLimit-Reset`, at most `max_rate_limit_wait_s`), else the lookup stops and the
+        keys not found yet stay unconfirmed (they wait for the next run)."""
         if not self.activity_lookup or not message_keys:
             return {}
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sendgrid-activity") as pool:
-            found = list(pool.map(self._lookup, message_keys))
-        return {key: msg_id for key, msg_id in zip(message_keys, found, strict=True) if msg_id}
+        keys = sorted(set(message_keys))
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), ACTIVITY_KEYS_PER_QUERY):
+            chunk = keys[start : start + ACTIVITY_KEYS_PER_QUERY]
+            answer = self._lookup(chunk)
+            if answer is None:
+                break
+            found.update(answer)
+        return found
 
-    def _lookup(self, message_key: str) -> str | None:
-        query = f"unique_args['{MESSAGE_KEY_ARG}']=\"{message_key}\""
-        try:
-            response = self._client.get(
-                self.host + ACTIVITY_PATH,
-                params={"query": query, "limit": 10},
-                headers=self._headers,
-                timeout=self.timeout_s,
-            )
-        except httpx.TransportError as exc:
-            logger.warning("SendGrid activity lookup failed: %s", type(exc).__name__)
-            return None
-        if response.status_code != 200:
-            logger.warning("SendGrid activity lookup unavailable: HTTP %s", response.status_code)
-            return None
-        messages = response.json().get("messages") or []
-        return str(messages[0].get("msg_id")) if messages else None
+    def _lookup(self, keys: Sequence[str]) -> dict[str, str] | None:
+        """key -> msg_id of the accepted mails among `keys`; None when the API is unavailable."""
+        quoted = ",".join(f'"{key}"' for key in keys)
+        query = f"unique_args['{MESSAGE_KEY_ARG}'] IN ({quoted})"
+        for attempt in range(1, 4):
+            _ACTIVITY_PACE.acquire()
+            try:
+                response = self._client.get(
+                    self.host + ACTIVITY_PATH,
+                    params={"query": query, "limit": ACTIVITY_LIMIT},
+                    headers=self._headers,
+                    timeout=self.timeout_s,
+                )
+            except httpx.TransportError as exc:
+                logger.warning("SendGrid activity lookup failed: %s", type(exc).__name__)
+                return None
+            if response.status_code == 429 and attempt < 3:
+                wait = self._retry_wait(response, attempt)
+                logger.warning("SendGrid activity lookup rate-limited; waiting %.1fs", wait)
+                self._sleep(wait)
+                continue
+            if response.status_code != 200:
+                logger.warning("SendGrid activity lookup unavailable: HTTP %s", response.status_code)
+                return None
+            found: dict[str, str] = {}
+            wanted = set(keys)
+            messages = response.json().get("messages") or []
+            unmapped = [m for m in messages if MESSAGE_KEY_ARG not in (m.get("unique_args") or {})]
+            for message in messages:
+                key = (message.get("unique_args") or {}).get(MESSAGE_KEY_ARG)
+                if key in wanted and key not in found and message.get("msg_id"):
+                    found[key] = str(message["msg_id"])
+            if unmapped and len(keys) == 1 and unmapped[0].get("msg_id"):
+                found.setdefault(keys[0], str(unmapped[0]["msg_id"]))
+            elif unmapped:  # the answer does not name the keys (SendGrid's list omits custom args)
+                for key in sorted(wanted - set(found)):
+                    one = self._lookup([key])
+                    if one is None:
+                        break
+                    found.update(one)
+            return found
+        return None
 
     def send_payload(self, payload: dict[str, Any]) -> PayloadOutcome:
         """POST one v3 payload, retrying transient failures; never raises for HTTP outcomes."""
@@ -275,8 +377,12 @@ class SendGridSender(Sender):
                 response = self._client.post(
                     self.url, content=body, headers=self._headers, timeout=self.timeout_s
                 )
-            except httpx.TransportError as exc:  # timeouts, refused/dropped connections
+            except NOT_SENT_ERRORS as exc:  # no connection, body not sent: not accepted, retry
                 error, status, wait = f"{type(exc).__name__}: {exc}", None, self._backoff(attempt)
+            except httpx.TransportError as exc:  # the body went out, no answer came: in doubt
+                error = f"in doubt: {type(exc).__name__}: {exc}"
+                logger.warning("SendGrid send: %s (not retried: the mails may have been accepted)", error)
+                return PayloadOutcome(SendStatus.in_doubt, error=error, attempts=attempt)
             else:
                 status = response.status_code
                 if status in (200, 202):
@@ -309,6 +415,9 @@ class SendGridSender(Sender):
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_rate_limit_wait_s)
         return self._backoff(attempt)
+
+
+_ACTIVITY_PACE = RateLimiter(ACTIVITY_RATE_PER_MIN / 60, burst=ACTIVITY_RATE_PER_MIN)
 
 
 def _float_header(response: httpx.Response, name: str) -> float | None:

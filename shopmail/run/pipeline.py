@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from config.settings import Settings
 from segments.arbitration import HISTORY_COLUMNS, CapRule, apply_frequency_cap
 from segments.audiences.registry import build_audience
-from segments.eligibility import eligibility
+from segments.eligibility import address_keys, eligibility
 from segments.holdout import split_holdout
 from segments.local_time import local_to_utc
 from segments.segment_snapshot import SegmentSnapshot, restrict_to_segment
@@ -61,11 +61,23 @@ def message_keys(campaign: str, occasion_keys: pd.Series, customer_ids: pd.Serie
     ]
 
 
+_CONTROL = r"[\x00-\x1f\x7f\u2028\u2029]+"
+_INVISIBLE = r"[\u00ad\u200b-\u200f\u2060\ufeff]"
+
+
+def clean_names(names: pd.Series) -> pd.Series:
+    """Names fit for a header and a greeting: control characters (CR, LF, tab...) become a space,
+    zero-width and soft-hyphen characters go, runs of spaces collapse, ends are trimmed; NULL is ''."""
+    text = names.fillna("").astype(str).str.replace(_INVISIBLE, "", regex=True)
+    return text.str.replace(_CONTROL, " ", regex=True).str.replace(r" {2,}", " ", regex=True).str.strip()
+
+
 def attach_customers(campaign: Campaign, audience: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
     """Audience rows joined with customer fields, with occasion and message keys."""
-    people = customers[CUSTOMER_FIELDS].rename(columns={"id": "customer_id"})
+    fields = CUSTOMER_FIELDS + [c for c in ("registered_at",) if c in customers and c not in audience]
+    people = customers[fields].rename(columns={"id": "customer_id"})
     for name in ("first_name", "last_name"):  # NULL names reach pandas as NaN: templates want ""
-        people[name] = people[name].fillna("")
+        people[name] = clean_names(people[name])
     recipients = audience.merge(people, on="customer_id", how="inner")
     columns = campaign.occasion_fields
     recipients["occasion_key"] = (
@@ -80,6 +92,15 @@ def attach_customers(campaign: Campaign, audience: pd.DataFrame, customers: pd.D
         campaign.name, recipients["occasion_key"], recipients["customer_id"]
     )
     return recipients.reset_index(drop=True)
+
+
+def unsubscribed_addresses(state: Engine, recipients: pd.DataFrame, customers: pd.DataFrame) -> list[str]:
+    """Address keys of the recipients that an unsubscribed account shares (any customer row)."""
+    keys = address_keys(recipients["email"])
+    all_keys = address_keys(customers["email"])
+    sharing = customers.loc[all_keys.isin(set(keys) - {""}), "id"].tolist()
+    gone = set(unsubscribed_customers(state, sharing))
+    return sorted(set(all_keys[customers["id"].isin(gone)]))
 
 
 def select_recipients(
@@ -113,6 +134,9 @@ def select_recipients(
         quarantined_ids=quarantined_ids,
         suppressed=state_db.suppressed_emails(state, recipients["email"].dropna().tolist()),
         unsubscribed_ids=unsubscribed_customers(state, recipients["customer_id"].tolist()),
+        unsubscribed_addresses=unsubscribed_addresses(state, recipients, frames["customers"])
+        if campaign.marketing
+        else (),
         done_keys=ledger.already_done(state, recipients["message_key"].tolist(), campaign.name),
     )
     if campaign.marketing:  # frequency cap + priority, local time zones (service mails are exempt)
@@ -124,6 +148,17 @@ def select_recipients(
     outcomes = pd.concat([skipped, holdout.assign(reason="holdout")]) if len(holdout) else skipped
     snapshot.with_outcomes(eligible["customer_id"], outcomes)
     return Selection(len(audience), eligible, skipped, snapshot, holdout)
+
+
+def cap_context(
+    campaign: Campaign, settings: Settings, now: datetime
+) -> tuple[CapRule, dict[str, int], datetime]:
+    """The caps, the marketing campaigns' priorities and the start of the shop-local day of `now`."""
+    rule = CapRule(settings.frequency_cap, settings.frequency_window_days, settings.daily_cap)
+    priorities = {c.name: c.priority for c in campaign_registry().values() if c.marketing}
+    priorities[campaign.name] = campaign.priority
+    local_today = now.replace(tzinfo=UTC).astimezone(settings.tz).date()
+    return rule, priorities, local_to_utc(local_today, settings.tz)
 
 
 def arbitrate(
@@ -138,11 +173,7 @@ def arbitrate(
     over the send ledger (rules in segments/arbitration.py); kept rows get their customer's time zone
     (`local_tz`, from the city: segments/send_time.py) for quiet hours when composed."""
     now = now or state_db.utcnow()
-    rule = CapRule(settings.frequency_cap, settings.frequency_window_days, settings.daily_cap)
-    priorities = {c.name: c.priority for c in campaign_registry().values() if c.marketing}
-    priorities[campaign.name] = campaign.priority
-    local_today = now.replace(tzinfo=UTC).astimezone(settings.tz).date()
-    day_start = local_to_utc(local_today, settings.tz)
+    rule, priorities, day_start = cap_context(campaign, settings, now)
     since = min(now - timedelta(days=rule.window_days), day_start)
     history = (
         ledger.recent_mails(state, eligible["customer_id"].tolist(), priorities, since)
@@ -160,6 +191,30 @@ def arbitrate(
     )
     kept[ZONE_COLUMN] = customer_zones(kept["customer_id"], customers, settings.timezone)
     return kept, capped
+
+
+def claim_cap(campaign: Campaign, settings: Settings, now: datetime | None = None) -> ledger.CapCheck | None:
+    """The frequency/daily cap re-checked at claim time (under the customers' locks) for a marketing
+    campaign's batch: the same rules as `arbitrate`, over the claimed rows committed so far."""
+    now = now or state_db.utcnow()
+    rule, priorities, day_start = cap_context(campaign, settings, now)
+    if not campaign.marketing or not rule.active:
+        return None
+
+    def keep(candidates: pd.DataFrame, history: pd.DataFrame) -> pd.Series:
+        kept, _ = apply_frequency_cap(
+            candidates,
+            history,
+            priority=campaign.priority,
+            priorities=priorities,
+            now=now,
+            day_start=day_start,
+            rule=rule,
+        )
+        return candidates["message_key"].isin(kept["message_key"])
+
+    since = min(now - timedelta(days=rule.window_days), day_start)
+    return ledger.CapCheck(tuple(sorted(priorities)), since, keep)
 
 
 def product_lookup(products: pd.DataFrame) -> dict[int, dict[str, Any]]:
@@ -196,11 +251,18 @@ class MailComposer:
         self.products = products
         self.coupons: dict[str, Coupon] = dict(issued or {})
         self.renderer = Renderer(
-            campaign.template, settings.templates_dir, default_language=settings.default_language
+            campaign.template,
+            settings.templates_dir,
+            default_language=settings.default_language,
+            currency=settings.currency,
         )
         self.shop = {
             "name": settings.shop_name,
             "url": settings.shop_url,
+            "cart_url": settings.shop_link(settings.cart_path),
+            "account_url": settings.shop_link(settings.account_path),
+            "orders_url": settings.shop_link(settings.orders_path),
+            "currency": settings.currency,
             "support_email": settings.support_email,
             "support_phone": settings.support_phone,
         }
@@ -301,4 +363,5 @@ class MailComposer:
             },
             categories=self.campaign.categories,
             send_at=scheduled,
+            click_tracking=self.campaign.click_tracking,
         )

@@ -2,27 +2,54 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from shopmail.mailer.base import OutgoingMail
+from shopmail.redaction import redact, redact_data, redact_tokens
 
-_TOKEN = re.compile(r"(token=)[^&#\s\"'<>]+")
+__all__ = ["SKIP_REASON_WORDS", "RunReport", "redact", "redact_tokens"]
 
-
-_COUPON = re.compile(r"\b([A-Z0-9]{1,8})-[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}\b")
-
-
-def redact_tokens(text: str) -> str:
-    """Hide `token=` values (unsubscribe links, password-reset links): an artifact must not let its
-    readers unsubscribe a customer or take over an account. The whole value up to the next `&`, `#`,
-    quote or blank goes, whatever its alphabet (percent-encoded base64 included).
-    Personal coupon codes (`BDAY-7KQ2-M9XD-4TZP`) keep only their prefix: a reader must not be
-    able to spend a customer's coupon."""
-    return _COUPON.sub(r"\1-…", _TOKEN.sub(r"\1…", text))
+# what each skip reason means, for the marketer reading the artifact
+SKIP_REASON_WORDS = {
+    "quarantined": "shop data failed a check (quarantined)",
+    "invalid_email": "no valid e-mail address",
+    "no_consent": "no consent to marketing mail",
+    "unsubscribed": "unsubscribed",
+    "suppressed": "address suppressed (bounce, spam report)",
+    "already_sent": "already got this mail",
+    "duplicate_address": "same address as another recipient",
+    "frequency_cap": "got enough mails lately (frequency cap)",
+    "claimed_by_other_run": "another run is sending it right now",
+    "no_customer_row": "customer missing from the shop data",
+}
+# counts() keys as the artifact shows them
+COUNT_LABELS = {
+    "audience": "audience (campaign rule and segment)",
+    "eligible": "eligible",
+    "holdout": "held out (comparison group)",
+    "sent": "sent",
+    "skipped": "skipped",
+    "failed": "failed",
+    "rejected": "rejected by the mail provider",
+    "quarantined": "shop rows quarantined",
+}
+# sending outcomes shown only when they happened (doubt about acceptance, coupons without their mail)
+EXTRA_COUNT_LABELS = {
+    "in_doubt": "in doubt: waiting for proof of acceptance (resent after the grace period if none comes)",
+    "sent_before_crash": "accepted earlier, proved by the provider (not resent)",
+    "resent_after_doubt": "resent after doubt (no proof within the grace period)",
+    "coupons_waiting": "coupons issued, waiting for their mail (the rerun sends them)",
+}
+STATUS_WORDS = {
+    "completed": "completed",
+    "rejected": "not approved: nothing sent",
+    "blocked": "stopped before sending: nothing sent",
+    "paused": "sending paused",
+    "failed": "failed",
+}
 
 
 @dataclass
@@ -45,10 +72,30 @@ class RunReport:
     segment: str | None = None
     window: list[str] | None = None  # polled service mails: [since, until) naive UTC, ISO
     approval: str = ""  # why the send needed approval and who decided what
+    segment_title: str = ""  # the segment's title (config/segments.toml), for the artifact
+    sample_link: str = ""  # where the sample mail's HTML can be read (a preview artifact, a file)
 
     def title(self) -> str:
         mode = "dry run" if self.dry_run else "send"
         return f"{self.campaign} for {self.as_of.isoformat()} ({mode})"
+
+    def would_send(self) -> int:
+        """Dry runs: how many mails a real run would send now."""
+        return int(self.outcomes.get("would_send", 0))
+
+    def sentence(self) -> str:
+        """The run in one readable sentence (the flow's last log line)."""
+        counts = self.counts()
+        done = (
+            f"would send {self.would_send():,}"
+            if self.dry_run
+            else f"sent {counts['sent']:,}" + (f", {counts['failed']:,} failed" if counts["failed"] else "")
+        )
+        segment = f" in segment {self.segment}" if self.segment else ""
+        return (
+            f"{self.title()}: {done} of {self.eligible:,} eligible{segment} "
+            f"(audience {self.audience:,}, skipped {counts['skipped']:,}, held out {self.holdout:,})."
+        )
 
     def counts(self) -> dict[str, int]:
         return {
@@ -62,6 +109,10 @@ class RunReport:
             "quarantined": self.quarantined,
         }
 
+    def extra_counts(self) -> dict[str, int]:
+        """The nonzero `EXTRA_COUNT_LABELS` outcomes."""
+        return {k: int(self.outcomes[k]) for k in EXTRA_COUNT_LABELS if self.outcomes.get(k)}
+
     def details(self) -> dict[str, Any]:
         return {
             "eligible": self.eligible,
@@ -72,20 +123,35 @@ class RunReport:
             "skipped_by_reason": self.skipped,
             "outcomes": dict(self.outcomes),
             "variants": self.variants,
-            "problem": self.problem,
-            "errors": self.errors[:20],
+            "problem": redact(self.problem),
+            "errors": redact_data(self.errors[:20]),
         }
 
     def markdown(self, status: str) -> str:
         counts = self.counts()
-        lines = [f"# {self.title()}", "", f"Status: **{status}**", ""]
+        lines = [f"# {self.title()}", "", f"Status: **{STATUS_WORDS.get(status, status)}**", ""]
+        if self.dry_run:
+            lines += [f"**Would send: {self.would_send():,}** (dry run: nothing was sent)", ""]
+        if self.segment and self.segment != "all":
+            title = f"{self.segment_title} (`{self.segment}`)" if self.segment_title else f"`{self.segment}`"
+            lines += [f"**Segment:** {title}, {self.audience:,} customers in the campaign's audience", ""]
+        else:
+            lines += [f"**Segment:** none, the campaign's whole audience ({self.audience:,} customers)", ""]
+        if self.approval:
+            lines += [f"**Approval:** {self.approval}", ""]
         if self.problem:
             lines += [f"> {self.problem}", ""]
         lines += ["| measure | count |", "|---|---:|"]
-        lines += [f"| {k} | {v} |" for k, v in counts.items()]
+        if self.dry_run:
+            lines += [f"| would send | {self.would_send()} |"]
+        lines += [f"| {COUNT_LABELS.get(k, k)} | {v} |" for k, v in counts.items()]
+        lines += [f"| {EXTRA_COUNT_LABELS[k]} | {v} |" for k, v in self.extra_counts().items()]
         if self.skipped:
             lines += ["", "## Skipped by reason", "", "| reason | count |", "|---|---:|"]
-            lines += [f"| {k} | {v} |" for k, v in sorted(self.skipped.items())]
+            lines += [
+                f"| {SKIP_REASON_WORDS.get(k, k.replace('_', ' '))} | {v} |"
+                for k, v in sorted(self.skipped.items())
+            ]
         if self.variants:
             lines += ["", "## Variants", "", "| variant | count |", "|---|---:|"]
             lines += [f"| {k} | {v} |" for k, v in sorted(self.variants.items())]
@@ -98,10 +164,11 @@ class RunReport:
                 "",
                 "## Sample mail",
                 "",
+                *([f"Full mail (HTML): {self.sample_link}", ""] if self.sample_link else []),
                 f"**Subject:** {self.sample.subject}",
                 "",
                 "```text",
                 redact_tokens(self.sample.text),
                 "```",
             ]
-        return "\n".join(lines)
+        return redact("\n".join(lines))  # errors, problem and sample: no token, code or secret

@@ -1,15 +1,28 @@
-"""The Great Expectations gate over extracted datasets.
+"""The Great Expectations gate over extracted datasets, plus checks across datasets (pandas).
 
-Each expectation has a severity:
-- `critical`: a failure stops the run before any mail is sent;
-- `quarantine`: the offending rows are set aside (reported, not mailed); if more than
-  `max_bad_share` of a dataset is bad, the expectation fails and stops the run too.
+Each check has a severity, by one rule:
+- `critical`: the whole dataset cannot be trusted (a key missing or duplicated, a required reference
+  NULL, an empty `customers` or `products` table): a failure stops the run before anything is sent;
+- `quarantine`: one row is impossible on its own or against the others (broken address, a time that
+  does not parse, a status history out of order, a reference to a missing row, a time in the future):
+  the row is set aside (reported, never mailed, never built on); if more than `MAX_BAD_SHARE` of a
+  dataset is bad, the mapping is probably wrong and the check fails (stops the run) too;
+- `unknown`: an optional value is impossible (a birth date that does not parse, or an age outside
+  `PLAUSIBLE_AGE`), a language the templates do not have, a MySQL zero date, a NULL registration
+  time: the value is treated as unknown (no birthday mail, the default language), the row stays; reported.
+
+Small tables: a quarantine check fails only when more than `MAX_BAD_SHARE` of the rows **and** more
+than `MIN_BAD_ROWS` rows are bad (one bad coupon of five is set aside, it does not stop the run).
+Plausibility (critical): a contract timestamp column that is NULL in every row, orders in the future
+of a run for today (time-zone skew), a newest order older than `max_order_age_days` (stale replica).
+Failure messages name the values found (top few, with counts) and the values allowed.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -21,10 +34,39 @@ import great_expectations as gx  # noqa: E402
 import great_expectations.expectations as gxe  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
+from shopmail.shop.contract import DATASETS, LANGUAGES  # noqa: E402
+from shopmail.shop.extract import (  # noqa: E402
+    LANGUAGE_TAGS,
+    LATEST_ORDER,
+    NEWEST_ORDER,
+    NULL_CREATED,
+    UNPARSABLE,
+    ZERO_DATES,
+)
 from shopmail.shop.schema import ORDER_STATUSES  # noqa: E402
 
 EMAIL_REGEX = r"^[A-Za-z0-9._%+\-']+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}$"
 MAX_BAD_SHARE = 0.05
+MIN_BAD_ROWS = 5  # at most this many bad rows never fail a quarantine check (small tables)
+TOP_VALUES = 5  # values named per failure message
+CLOCK_SKEW = timedelta(minutes=5)  # status times this much out of order are still in order
+FUTURE_SKEW = timedelta(hours=1)  # times later than the end of the run day plus this are impossible
+PLAUSIBLE_AGE = (5, 110)  # years on the run day; other birth dates are treated as unknown
+REQUIRED_TABLES = ("customers", "products")  # empty when extracted: the mapping is broken
+OPTIONAL_TIMES = {("customers", "birth_date")}  # unparsable: unknown, not quarantined
+NOT_IN_FUTURE_EXEMPT = {"expires_at", "birth_date"}  # expiry times are in the future by design
+# status times that follow each other on the happy path (paid may come at any point: cash on delivery)
+STATUS_CHAIN = ("received_at", "accepted_at", "shipped_at", "delivered_at")
+REFERENCES = (  # (dataset, column, referenced dataset, its key)
+    ("orders", "customer_id", "customers", "id"),
+    ("order_items", "order_id", "orders", "id"),
+    ("order_items", "product_id", "products", "id"),
+    ("carts", "customer_id", "customers", "id"),
+    ("cart_items", "cart_id", "carts", "id"),
+    ("cart_items", "product_id", "products", "id"),
+    ("coupons", "customer_id", "customers", "id"),
+    ("password_resets", "customer_id", "customers", "id"),
+)
 KEYS = {
     "customers": "id",
     "orders": "id",
@@ -55,11 +97,9 @@ def expectations_for(dataset: str) -> list[gxe.Expectation]:
         return [
             c(gxe.ExpectColumnValuesToNotBeNull(column="id")),
             c(gxe.ExpectColumnValuesToBeUnique(column="id")),
-            c(gxe.ExpectColumnValuesToNotBeNull(column="registered_at")),
             q(gxe.ExpectColumnValuesToNotBeNull(column="email")),
             q(gxe.ExpectColumnValuesToMatchRegex(column="email", regex=EMAIL_REGEX)),
             q(gxe.ExpectColumnValuesToBeInSet(column="gender", value_set=["f", "m"])),
-            q(gxe.ExpectColumnValuesToBeInSet(column="language", value_set=["ru", "en"])),
         ]
     if dataset == "orders":
         return [
@@ -96,7 +136,7 @@ def expectations_for(dataset: str) -> list[gxe.Expectation]:
     if dataset == "coupons":
         return [
             c(gxe.ExpectColumnValuesToBeUnique(column="code")),
-            q(gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0, strict_min=True)),
+            q(gxe.ExpectColumnValuesToBeBetween(column="value", min_value=0)),  # 0: free shipping
             q(gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["coupon", "bonus"])),
         ]
     if dataset == "password_resets":  # reset_url is a secret: checked by pattern, never listed
@@ -119,6 +159,7 @@ class CheckResult:
     success: bool
     unexpected: int
     rows: int
+    message: str = ""  # what to do, for checks whose name alone does not say it
 
 
 @dataclass
@@ -127,6 +168,8 @@ class GateReport:
 
     results: list[CheckResult] = field(default_factory=list)
     quarantine: dict[str, dict[Any, list[str]]] = field(default_factory=dict)
+    # values treated as unknown: {dataset: {column: [row keys]}}
+    unknown: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[CheckResult]:
@@ -158,9 +201,25 @@ class GateReport:
 
     def failure_text(self) -> str:
         return "; ".join(
-            f"{r.dataset}.{r.column}: {r.check} ({r.unexpected} of {r.rows} rows, {r.severity})"
+            r.message or f"{r.dataset}.{r.column}: {r.check} ({r.unexpected} of {r.rows} rows, {r.severity})"
             for r in self.failures
         )
+
+    def findings(self) -> dict[str, int]:
+        """Rows found per `dataset.column: check` (non-zero only), for logs and summaries."""
+        return {f"{r.dataset}.{r.column}: {r.check}": r.unexpected for r in self.results if r.unexpected}
+
+    def add(self, result: CheckResult, keys: list[Any] = ()) -> None:
+        """Record a pandas check: its result and, by severity, the keys to quarantine or blank."""
+        self.results.append(result)
+        label = f"{result.column}:{result.check}"
+        if result.severity == "quarantine":
+            bucket = self.quarantine.setdefault(result.dataset, {})
+            for key in keys:
+                bucket.setdefault(key, []).append(label)
+        elif result.severity == "unknown" and len(keys):
+            column = self.unknown.setdefault(result.dataset, {}).setdefault(result.column, [])
+            column.extend(keys)
 
 
 @lru_cache(maxsize=1)
@@ -187,8 +246,12 @@ def _batch_definition(dataset: str) -> Any:
 
 
 def validate_dataset(dataset: str, frame: pd.DataFrame, report: GateReport) -> None:
-    """Run the dataset's suite and add its results and quarantined keys to `report`."""
+    """Run the dataset's suite and add its results and quarantined keys to `report` (rows whose times
+    did not parse are quarantined by `check_unparsable`, not judged again here)."""
     expectations = expectations_for(dataset)
+    unparsable = _unparsable_rows(dataset, frame)
+    if unparsable:
+        frame = frame.drop(index=list(unparsable))
     if not expectations or frame.empty:
         return
     suite = gx.ExpectationSuite(name=f"shop_{dataset}", expectations=expectations)
@@ -202,20 +265,326 @@ def validate_dataset(dataset: str, frame: pd.DataFrame, report: GateReport) -> N
         column = config.kwargs.get("column", "")
         details = item.result or {}
         unexpected = int(details.get("unexpected_count") or 0)
-        report.results.append(
-            CheckResult(dataset, config.type, column, severity, bool(item.success), unexpected, len(frame))
-        )
+        indexes = details.get("unexpected_index_list") or []
+        success = _share_ok(unexpected, len(frame)) if severity == "quarantine" else bool(item.success)
+        found = _top_values(frame.loc[list(indexes), column]) if indexes and column in frame.columns else ""
+        allowed = config.kwargs.get("value_set")
+        result_ = CheckResult(dataset, config.type, column, severity, success, unexpected, len(frame))
+        if unexpected:
+            result_.message = _describe(result_, found, allowed, dataset == "password_resets")
+        report.results.append(result_)
         if severity == "quarantine" and unexpected and key_column:
-            indexes = details.get("unexpected_index_list") or []
             keys = frame.loc[list(indexes), key_column].tolist() if indexes else []
             bucket = report.quarantine.setdefault(dataset, {})
             for key in keys:
                 bucket.setdefault(key, []).append(f"{column}:{config.type}")
 
 
-def run_gate(frames: dict[str, pd.DataFrame]) -> GateReport:
-    """Validate every extracted dataset; the caller stops the run if `report.success` is False."""
+def _share_ok(bad: int, rows: int) -> bool:
+    """A quarantine check holds while the bad rows are few: at most `MIN_BAD_ROWS`, or at most
+    `MAX_BAD_SHARE` of the rows."""
+    return bad <= MIN_BAD_ROWS or bad <= MAX_BAD_SHARE * rows
+
+
+def _top_values(values: pd.Series) -> str:
+    """The most frequent values, with counts: "'de' (3), 'xx' (1)"."""
+    counts = values.astype(object).where(values.notna(), None).map(repr).value_counts().head(TOP_VALUES)
+    return ", ".join(f"{value} ({count})" for value, count in counts.items())
+
+
+def _describe(result: CheckResult, found: str, allowed: Any = None, secret: bool = False) -> str:
+    """One failure sentence: where, what, how many, which values were found and which are allowed."""
+    text = (
+        f"{result.dataset}.{result.column}: {result.check} ({result.unexpected} of {result.rows} rows, "
+        f"{result.severity})"
+    )
+    if found and allowed and not secret:  # value-set checks only: no address or link in a message
+        text += f"; found {found}"
+    if allowed:
+        text += f"; allowed: {', '.join(map(str, allowed))}"
+    return text
+
+
+def _keys(frame: pd.DataFrame, dataset: str, mask: pd.Series | Any) -> list[Any]:
+    return frame.loc[mask, KEYS[dataset]].tolist()
+
+
+def _unparsable_rows(dataset: str, frame: pd.DataFrame) -> set[Any]:
+    """Row labels whose quarantinable time columns did not parse (from `extract`)."""
+    found = frame.attrs.get(UNPARSABLE) or {}
+    return {
+        label
+        for column, labels in found.items()
+        if (dataset, column) not in OPTIONAL_TIMES
+        for label in labels
+    }
+
+
+def check_unparsable(dataset: str, frame: pd.DataFrame, report: GateReport) -> None:
+    """Times that did not parse ('yesterday', '2026-13-45'): quarantine the row (unknown for optional
+    columns such as the birth date)."""
+    for column, labels in (frame.attrs.get(UNPARSABLE) or {}).items():
+        labels = [label for label in labels if label in frame.index]
+        if not labels:
+            continue
+        optional = (dataset, column) in OPTIONAL_TIMES
+        severity = "unknown" if optional else "quarantine"
+        ok = optional or _share_ok(len(labels), len(frame))
+        keys = frame.loc[labels, KEYS[dataset]].tolist()
+        report.add(CheckResult(dataset, "parsable_time", column, severity, ok, len(labels), len(frame)), keys)
+
+
+def check_required(dataset: str, frame: pd.DataFrame, report: GateReport, as_of: date | None) -> None:
+    """An empty `customers` or `products` table: the shop DB or its mapping is wrong (critical)."""
+    if dataset not in REQUIRED_TABLES or not frame.empty:
+        return
+    when = f" as of {as_of.isoformat()}" if as_of else ""
+    message = (
+        f"the {dataset} table is empty{when}: check SHOPMAIL_SHOP_DB_URL points at the shop database and "
+        f"that the table or view `{dataset}` maps the shop's {dataset} (shopmail/shop/schema.py)"
+    )
+    report.add(CheckResult(dataset, "table_not_empty", "", "critical", False, 0, 0, message))
+
+
+def check_status_history(frame: pd.DataFrame, report: GateReport) -> None:
+    """Status times out of order (delivered before shipped, any status before the order was created,
+    beyond `CLOCK_SKEW`): quarantine the order."""
+    if frame.empty or "created_at" not in frame.columns:
+        return
+    bad = pd.Series(False, index=frame.index)
+    for column in [c for c in frame.columns if c.endswith("_at") and c != "created_at"]:
+        bad |= frame[column] < frame["created_at"] - CLOCK_SKEW
+    chain = [c for c in STATUS_CHAIN if c in frame.columns]
+    for i, earlier in enumerate(chain):
+        for later in chain[i + 1 :]:
+            bad |= frame[later] < frame[earlier] - CLOCK_SKEW
+    count = int(bad.sum())
+    result = CheckResult(
+        "orders",
+        "status_history_in_order",
+        "status",
+        "quarantine",
+        _share_ok(count, len(frame)),
+        count,
+        len(frame),
+    )
+    report.add(result, _keys(frame, "orders", bad))
+
+
+def check_references(frames: dict[str, pd.DataFrame], report: GateReport) -> None:
+    """Rows referring to a customer, order, product or cart that is not in the shop data: quarantine
+    the referring row (checked when both datasets were extracted; NULL references are other checks')."""
+    for dataset, column, target, key in REFERENCES:
+        if dataset not in frames or target not in frames or column not in frames[dataset].columns:
+            continue
+        frame = frames[dataset]
+        if frame.empty:
+            continue
+        bad = frame[column].notna() & ~frame[column].isin(frames[target][key])
+        count = int(bad.sum())
+        result = CheckResult(
+            dataset,
+            f"references_{target}",
+            column,
+            "quarantine",
+            _share_ok(count, len(frame)),
+            count,
+            len(frame),
+        )
+        report.add(result, _keys(frame, dataset, bad))
+
+
+def check_not_in_future(dataset: str, frame: pd.DataFrame, report: GateReport, until: datetime) -> None:
+    """Times later than the end of the run day (+ `FUTURE_SKEW`): quarantine the row."""
+    limit = pd.Timestamp(until + FUTURE_SKEW)
+    for column in [c for c in frame.columns if c.endswith("_at") and c not in NOT_IN_FUTURE_EXEMPT]:
+        if frame.empty or not pd.api.types.is_datetime64_any_dtype(frame[column]):
+            continue
+        bad = frame[column] > limit
+        count = int(bad.sum())
+        if count:
+            ok = _share_ok(count, len(frame))
+            report.add(
+                CheckResult(dataset, "not_in_future", column, "quarantine", ok, count, len(frame)),
+                _keys(frame, dataset, bad),
+            )
+
+
+def check_birth_dates(frame: pd.DataFrame, report: GateReport, as_of: date) -> None:
+    """Birth dates giving an age outside `PLAUSIBLE_AGE` on the run day (1800, next year): unknown."""
+    if frame.empty or "birth_date" not in frame.columns:
+        return
+    born = frame["birth_date"]
+    day = pd.Timestamp(as_of)
+    low, high = PLAUSIBLE_AGE
+    bad = born.notna() & (
+        (born > day - pd.DateOffset(years=low)) | (born < day - pd.DateOffset(years=high + 1))
+    )
+    count = int(bad.sum())
+    report.add(
+        CheckResult("customers", "plausible_age", "birth_date", "unknown", True, count, len(frame)),
+        _keys(frame, "customers", bad),
+    )
+
+
+def check_languages(frame: pd.DataFrame, report: GateReport) -> None:
+    """Languages the templates do not have ('de'): the default language instead (unknown, reported
+    with the tags found); tags normalised by `extract` ('ru-RU' -> 'ru') are reported too."""
+    if frame.empty or "language" not in frame.columns:
+        return
+    language = frame["language"]
+    bad = language.notna() & ~language.isin(LANGUAGES)
+    count = int(bad.sum())
+    result = CheckResult("customers", "language_known", "language", "unknown", True, count, len(frame))
+    if count:
+        result.message = (
+            f"customers.language: {count} of {len(frame)} customers have a language without templates, "
+            f"they get the default language; found {_top_values(language[bad])}; "
+            f"allowed: {', '.join(LANGUAGES)}"
+        )
+    report.add(result, _keys(frame, "customers", bad))
+    tags = frame.attrs.get(LANGUAGE_TAGS) or {}
+    if tags:
+        shown = ", ".join(f"{tag!r} ({n})" for tag, n in list(tags.items())[:TOP_VALUES])
+        normalised = CheckResult(
+            "customers", "language_normalised", "language", "unknown", True, sum(tags.values()), len(frame)
+        )
+        normalised.message = f"customers.language: tags read as their primary language: {shown}"
+        report.results.append(normalised)
+
+
+def check_zero_dates(dataset: str, frame: pd.DataFrame, report: GateReport) -> None:
+    """MySQL zero dates ('0000-00-00'): read as NULL by `extract`; reported, never a failure."""
+    for column, count in (frame.attrs.get(ZERO_DATES) or {}).items():
+        result = CheckResult(dataset, "zero_date_as_null", column, "unknown", True, int(count), len(frame))
+        result.message = f"{dataset}.{column}: {count} zero dates ('0000-00-00') read as NULL"
+        report.results.append(result)
+
+
+def check_times_present(dataset: str, frame: pd.DataFrame, report: GateReport) -> None:
+    """A required timestamp column NULL in every row (a view whose CONVERT_TZ returns NULL, a wrong
+    mapping): nothing could ever be selected, so the run stops (critical). Some NULL registration
+    times are unknown values (reported)."""
+    if frame.empty or dataset not in DATASETS:
+        return
+    for spec in DATASETS[dataset].columns:
+        if spec.type != "timestamp" or not spec.required or spec.name not in frame.columns:
+            continue
+        nulls = frame[spec.name].isna()
+        if nulls.all():
+            result = CheckResult(
+                dataset, "not_all_null", spec.name, "critical", False, len(frame), len(frame)
+            )
+            result.message = (
+                f"{dataset}.{spec.name} is NULL in all {len(frame)} rows: check the view (a time-zone "
+                "conversion such as CONVERT_TZ returns NULL without the server's time-zone tables)"
+            )
+            report.results.append(result)
+        elif dataset == "customers" and spec.name == "registered_at" and nulls.any():
+            result = CheckResult(
+                dataset, "not_null", spec.name, "unknown", True, int(nulls.sum()), len(frame)
+            )
+            result.message = f"customers.registered_at: {int(nulls.sum())} customers without a time (unknown)"
+            report.results.append(result)
+
+
+def check_freshness(
+    frame: pd.DataFrame, report: GateReport, until: datetime, now: datetime, max_age_days: int | None
+) -> None:
+    """The orders table as a whole (facts `extract` reads: newest order, latest, NULL times): every
+    order without a time, a newest order older than `max_age_days`, or orders in the future of a run
+    for today (the view's times are not UTC) stop the run."""
+    if NEWEST_ORDER not in frame.attrs:
+        return
+    newest, latest, nulls = (
+        frame.attrs[NEWEST_ORDER],
+        frame.attrs.get(LATEST_ORDER),
+        frame.attrs.get(NULL_CREATED, 0),
+    )
+    problem = ""
+    if newest is None and latest is None and nulls:
+        problem = (
+            f"orders.created_at is NULL in all {nulls} orders: check the view (CONVERT_TZ returns NULL "
+            "without the server's time-zone tables)"
+        )
+    elif (
+        latest is not None and timedelta(0) <= until - now <= timedelta(days=2) and latest > now + FUTURE_SKEW
+    ):
+        hours = (latest - now).total_seconds() / 3600
+        problem = (
+            f"the newest order is {hours:.1f} h in the future (created_at {latest:%Y-%m-%d %H:%M} UTC): "
+            "the view's times are not UTC (time-zone skew) or the database clock is wrong"
+        )
+    elif max_age_days and newest is not None and newest < min(until, now) - timedelta(days=max_age_days):
+        days = (min(until, now) - newest).total_seconds() / 86400
+        problem = (
+            f"the newest order is {days:.0f} days old (created_at {newest:%Y-%m-%d %H:%M} UTC; limit "
+            f"SHOPMAIL_MAX_ORDER_AGE_DAYS={max_age_days}): a stale replica or a view losing new orders?"
+        )
+    result = CheckResult(
+        "orders", "orders_fresh", "created_at", "critical", not problem, int(bool(problem)), 1
+    )
+    result.message = problem
+    report.results.append(result)
+    if nulls and not problem:
+        partial = CheckResult(
+            "orders", "created_at_known", "created_at", "unknown", True, int(nulls), len(frame)
+        )
+        partial.message = f"orders.created_at: {nulls} orders have no time and are never read"
+        report.results.append(partial)
+
+
+def run_gate(
+    frames: dict[str, pd.DataFrame],
+    as_of: date | None = None,
+    until: datetime | None = None,
+    *,
+    now: datetime | None = None,
+    max_order_age_days: int | None = None,
+) -> GateReport:
+    """Validate every extracted dataset; the caller stops the run if `report.success` is False.
+    `as_of` (the run day) enables the age check; `until` (its end, naive UTC) the future check and, with
+    `now` (naive UTC), the freshness check of the orders table (`max_order_age_days`: its limit)."""
     report = GateReport()
     for dataset, frame in frames.items():
+        check_required(dataset, frame, report, as_of)
+        check_unparsable(dataset, frame, report)
+        check_zero_dates(dataset, frame, report)
+        check_times_present(dataset, frame, report)
         validate_dataset(dataset, frame, report)
+        if until is not None:
+            check_not_in_future(dataset, frame, report, until)
+    if "customers" in frames:
+        check_languages(frames["customers"], report)
+    if "orders" in frames and until is not None and now is not None:
+        check_freshness(frames["orders"], report, until, now, max_order_age_days)
+    if "orders" in frames:
+        check_status_history(frames["orders"], report)
+    check_references(frames, report)
+    if as_of is not None and "customers" in frames:
+        check_birth_dates(frames["customers"], report, as_of)
     return report
+
+
+def clean_frames(frames: dict[str, pd.DataFrame], report: GateReport) -> dict[str, pd.DataFrame]:
+    """Frames without quarantined rows, nor the items of quarantined orders and carts, and with the
+    values judged unknown blanked (customers are filtered later, so an affected recipient is reported as
+    skipped with reason `quarantined`)."""
+    cleaned = dict(frames)
+    for name in ("orders", "order_items", "products", "carts", "cart_items", "coupons", "password_resets"):
+        bad = report.quarantined_keys(name)
+        if name in cleaned and bad:
+            cleaned[name] = cleaned[name][~cleaned[name][KEYS[name]].isin(list(bad))]
+    for parent, child, column in (("orders", "order_items", "order_id"), ("carts", "cart_items", "cart_id")):
+        bad = report.quarantined_keys(parent)
+        if child in cleaned and bad:
+            cleaned[child] = cleaned[child][~cleaned[child][column].isin(list(bad))]
+    for name, columns in report.unknown.items():
+        if name not in cleaned:
+            continue
+        frame = cleaned[name].copy()
+        for column, keys in columns.items():
+            blank = pd.NaT if pd.api.types.is_datetime64_any_dtype(frame[column]) else None
+            frame.loc[frame[KEYS[name]].isin(keys), column] = blank
+        cleaned[name] = frame
+    return cleaned

@@ -21,9 +21,10 @@ from sqlalchemy import (
     Text,
 )
 
-metadata = MetaData()
+from shopmail.shop.contract import ORDER_STATUSES  # the documented contract, per column
 
-ORDER_STATUSES = ("received", "paid", "accepted", "shipped", "delivered", "cancelled")
+__all__ = ["ORDER_STATUSES", "metadata"]
+metadata = MetaData()
 
 customers = Table(
     "customers",
@@ -66,6 +67,7 @@ orders = Table(
     Column("total", Numeric(12, 2), nullable=False),
     Column("currency", String(3), nullable=False, default="RUB"),
     Column("tracking_number", String(64)),
+    Column("carrier", String(40)),  # optional: key of SHOPMAIL_TRACKING_URLS
     Index("ix_orders_customer", "customer_id"),
     Index("ix_orders_created", "created_at"),
 )

@@ -4,8 +4,10 @@ A coupon belongs to one mail: its code is an HMAC of the mail's `message_key`, s
 runs and `shopmail preview` show the exact code the customer will get without issuing anything,
 and a rerun of the same mail re-uses the same code. `issue_coupons` makes the codes real just
 before the mails go out: first a record in the state DB (`issued_coupons`, one per mail), then the
-coupon itself in the shop's `coupons` table. Both steps insert only what is missing, so the
-function can run again after a crash or a retry without duplicates or errors.
+coupon itself in the shop DB (`SHOPMAIL_COUPON_TABLE`): the contract's `coupons` table, or a table
+Shopmail owns (`shopmail/shop/coupon_outbox.py`) whose trigger, installed by a platform kit, creates the
+platform's own coupon. Both steps insert only what is missing, so the function can run again after a
+crash or a retry without duplicates or errors.
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
 
+from config.settings import get_settings
 from shopmail.campaigns import Campaign, CouponPolicy
+from shopmail.coupon_codes import ALPHABET, FULL_RANDOM_CHARS, GROUP_SIZE, random_chars_for
+from shopmail.redaction import redact_tokens
 from shopmail.shop import schema as shop_schema
-from shopmail.state.schema import issued_coupons
+from shopmail.shop.coupon_outbox import CONTRACT_TABLE, outbox_table
+from shopmail.state.schema import issued_coupons, send_ledger
 from shopmail.state.state_db import utcnow
 
-ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U: nothing to misread or mistype
-GROUPS, GROUP_SIZE = 3, 4  # 12 characters: 30**12 ~ 2**59 possible codes per prefix
+__all__ = ["ALPHABET", "Coupon", "CouponConflict", "coupon_code", "coupon_for", "issue_coupons"]
 _CHUNK = 500
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -37,12 +42,15 @@ class CouponConflict(RuntimeError):
     the mail must not go out with it."""
 
 
-def coupon_code(secret: str, message_key: str, prefix: str) -> str:
-    """The deterministic, unguessable code of the coupon in mail `message_key`, e.g. BDAY-7KQ2-M9XD-4TZP."""
+def coupon_code(secret: str, message_key: str, prefix: str, max_length: int | None = None) -> str:
+    """The deterministic, unguessable code of the coupon in mail `message_key`, e.g. BDAY-7KQ2-M9XD-4TZP.
+    Within `max_length` (e.g. 20 for OpenCart) the random part is shortened (the code is a prefix of the
+    full one); ValueError if the prefix leaves room for fewer than `MIN_RANDOM_CHARS`."""
+    count = FULL_RANDOM_CHARS if max_length is None else random_chars_for(prefix, max_length)
     digest = hmac.new(secret.encode(), f"coupon|{message_key}".encode(), hashlib.sha256).digest()
     number = int.from_bytes(digest, "big")
     chars = []
-    for _ in range(GROUPS * GROUP_SIZE):
+    for _ in range(count):
         number, index = divmod(number, len(ALPHABET))
         chars.append(ALPHABET[index])
     groups = ["".join(chars[i : i + GROUP_SIZE]) for i in range(0, len(chars), GROUP_SIZE)]
@@ -63,11 +71,11 @@ class Coupon:
 
     @property
     def discount(self) -> str:
-        """`15%` or `500 ₽` (the money part as the `money` filter writes it)."""
+        """`15%` for a percent coupon; a money coupon's bare amount (`500`, `24.99`): templates write
+        money with the `money` filter, in the shop's currency and the mail's language."""
         if self.percent:
             return f"{self.value.normalize():f}%"
-        whole = f"{round(self.value):,}".replace(",", "\u00a0")
-        return f"{whole}\u00a0₽"
+        return f"{self.value.normalize():f}"
 
     def template_context(self) -> dict[str, Any]:
         return {
@@ -103,11 +111,15 @@ def coupon_for(
     issued_at: datetime,
     tz: ZoneInfo,
     secret: str,
+    max_length: int | None = -1,
 ) -> Coupon:
-    """The coupon mail `message_key` carries when issued at `issued_at` (naive UTC)."""
+    """The coupon mail `message_key` carries when issued at `issued_at` (naive UTC); codes within
+    `max_length` (default: `SHOPMAIL_COUPON_CODE_MAX_LENGTH`; None: the contract's 40)."""
+    if max_length == -1:
+        max_length = get_settings().coupon_code_max_length
     expires_at, expires_on = expiry(issued_at, policy.valid_days, tz)
     return Coupon(
-        code=coupon_code(secret, message_key, policy.prefix),
+        code=coupon_code(secret, message_key, policy.prefix, max_length),
         message_key=message_key,
         customer_id=int(customer_id),
         value=_money(policy.value),
@@ -175,11 +187,14 @@ def _record(state: Engine, coupons: Sequence[Coupon], campaign: str, run_id: str
                 if c.message_key in known:
                     if _terms(known[c.message_key]) != _terms(c):
                         raise CouponConflict(
-                            f"mail {c.message_key} already has coupon {known[c.message_key].code} "
-                            "on other terms: render it with the recorded coupon"
+                            f"mail {c.message_key} already has a coupon on other terms: "
+                            "render it with the recorded coupon"
                         )
                 elif c.code in taken:
-                    raise CouponConflict(f"code {c.code} is already recorded for another mail")
+                    raise CouponConflict(
+                        f"code {redact_tokens(c.code)} of mail {c.message_key} is already recorded "
+                        "for another mail"
+                    )
                 else:
                     missing.append(c)
             if missing:
@@ -202,9 +217,34 @@ def _record(state: Engine, coupons: Sequence[Coupon], campaign: str, run_id: str
                 )
 
 
-def _insert_into_shop(shop: Engine, coupons: Sequence[Coupon], note: str) -> int:
-    """Insert the shop coupons that are missing (by code); a code owned by another customer fails."""
-    t = shop_schema.coupons
+def _shop_row(c: Coupon, note: str, campaign: str, outbox: bool, now: datetime) -> dict[str, Any]:
+    row = {
+        "code": c.code,
+        "customer_id": c.customer_id,
+        "value": c.value,
+        "percent": c.percent,
+        "expires_at": c.expires_at,
+        "note": note,
+    }
+    if outbox:
+        return {**row, "campaign": campaign, "message_key": c.message_key, "created_at": now}
+    return {**row, "kind": "coupon", "used": False}
+
+
+def _insert_into_shop(
+    shop: Engine,
+    coupons: Sequence[Coupon],
+    note: str,
+    table: str = CONTRACT_TABLE,
+    campaign: str = "",
+    now: datetime | None = None,
+) -> int:
+    """Insert the shop coupons that are missing (by code) into `table` (the contract's `coupons`, or
+    Shopmail's outbox table whose trigger makes the platform coupon); a code owned by another customer
+    fails."""
+    outbox = table != CONTRACT_TABLE
+    t = outbox_table(table) if outbox else shop_schema.coupons
+    now = now or utcnow().replace(microsecond=0)
     inserted = 0
     with shop.begin() as conn:
         for chunk in _chunks(list(coupons)):
@@ -216,25 +256,13 @@ def _insert_into_shop(shop: Engine, coupons: Sequence[Coupon], note: str) -> int
             }
             for c in chunk:
                 if c.code in owners and owners[c.code] != c.customer_id:
-                    raise CouponConflict(f"shop coupon {c.code} belongs to another customer")
+                    raise CouponConflict(
+                        f"shop coupon {redact_tokens(c.code)} of mail {c.message_key} belongs to "
+                        "another customer"
+                    )
             missing = [c for c in chunk if c.code not in owners]
             if missing:
-                conn.execute(
-                    insert(t),
-                    [
-                        {
-                            "code": c.code,
-                            "customer_id": c.customer_id,
-                            "kind": "coupon",
-                            "value": c.value,
-                            "percent": c.percent,
-                            "expires_at": c.expires_at,
-                            "used": False,
-                            "note": note,
-                        }
-                        for c in missing
-                    ],
-                )
+                conn.execute(insert(t), [_shop_row(c, note, campaign, outbox, now) for c in missing])
                 inserted += len(missing)
     return inserted
 
@@ -252,6 +280,7 @@ def issue_coupons(
     campaign: Campaign,
     run_id: str,
     now: datetime | None = None,
+    table: str | None = None,
 ) -> list[Coupon]:
     """Make the coupons of these mails real; idempotent (safe to repeat after a crash or retry).
 
@@ -259,10 +288,32 @@ def issue_coupons(
     coupon (keyed by code). Render the mails with `recorded_coupons` first, so a mail whose coupon
     was issued before (a crash, a retry) shows the recorded terms; `CouponConflict` is raised (before
     the shop is touched) if a recorded coupon differs from `rows` or a code belongs to someone else.
+    `table`: where the shop coupons go (default `SHOPMAIL_COUPON_TABLE`).
     """
     if not rows:
         return []
     now = now or utcnow().replace(microsecond=0)
+    table = table or get_settings().coupon_table
     _record(state_engine, rows, campaign.name, run_id, now)
-    _insert_into_shop(shop_engine, rows, coupon_note(campaign))
+    _insert_into_shop(shop_engine, rows, coupon_note(campaign), table, campaign.name, now)
     return list(rows)
+
+
+WAITING_STATES = ("pending", "failed", "in_doubt")  # the mail was not (provably) sent yet
+
+
+def coupons_waiting(state: Engine, campaign: str | None = None) -> dict[str, int]:
+    """Per campaign: coupons issued (in the shop) whose mail is not sent yet (ledger pending, failed
+    or in doubt): a rerun sends those mails with the same codes."""
+    query = (
+        select(issued_coupons.c.campaign, func.count())
+        .select_from(
+            issued_coupons.join(send_ledger, send_ledger.c.message_key == issued_coupons.c.message_key)
+        )
+        .where(send_ledger.c.status.in_(WAITING_STATES))
+        .group_by(issued_coupons.c.campaign)
+    )
+    if campaign is not None:
+        query = query.where(issued_coupons.c.campaign == campaign)
+    with state.connect() as conn:
+        return {name: int(count) for name, count in conn.execute(query)}

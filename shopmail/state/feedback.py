@@ -3,7 +3,9 @@
 - `unsubscribe`: a signed unsubscribe token (see `shopmail.mail.links`) -> a `customer_unsubscribes` row
   (tokens name the customer, not the address); `unsubscribed_customers` reads them back.
 - `record_events`: SendGrid event-webhook events -> `provider_events` (deduplicated on
-  `sg_event_id`) and address suppressions for unsubscribes, spam reports, hard bounces, drops.
+  `sg_event_id`) and address suppressions for unsubscribes, spam reports, hard bounces, drops; a
+  processed/delivered/deferred/bounce/dropped event proves its mail accepted: a ledger row in doubt
+  with that `shopmail_key` becomes `sent`.
 - `webhook_verifier` / `webhook_authentic`: the webhook's ECDSA signature and freshness check.
 
 No web framework here; `shopmail.web.feedback_app` serves these over HTTP.
@@ -24,6 +26,7 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.exc import IntegrityError
 
 from shopmail.mail.links import verify_unsubscribe_token
+from shopmail.state.ledger import PROOF_EVENTS, confirm_sent
 from shopmail.state.schema import customer_unsubscribes, provider_events
 from shopmail.state.state_db import add_suppression, present_values, utcnow
 
@@ -49,13 +52,15 @@ SUPPRESSING_EVENTS = {
 @dataclass(frozen=True, slots=True)
 class EventSummary:
     """What `record_events` did with a batch: `duplicates` were already stored (or repeated in the
-    batch), `invalid` lacked sg_event_id/email/event/timestamp, `suppressed` counts new suppressions."""
+    batch), `invalid` lacked sg_event_id/email/event/timestamp, `suppressed` counts new suppressions,
+    `confirmed` ledger rows in doubt that the batch proved accepted (now `sent`)."""
 
     received: int = 0
     stored: int = 0
     duplicates: int = 0
     invalid: int = 0
     suppressed: int = 0
+    confirmed: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -168,12 +173,18 @@ def record_events(engine: Engine, events: Sequence[Any]) -> EventSummary:
     fresh = [entry for event_id, entry in batch.items() if event_id not in known]
     suppressed = sum(_suppress(engine, row["email"], reason) for row, reason in fresh if reason)
     stored = _insert_events(engine, [row for row, _ in fresh])
+    proofs: dict[str, str | None] = {}
+    for row, _ in valid:  # duplicates too: a replay after a crash here still resolves the doubt
+        if row["message_key"] and row["event"] in PROOF_EVENTS and proofs.get(row["message_key"]) is None:
+            proofs[row["message_key"]] = row["sg_message_id"]
+    confirmed = confirm_sent(engine, proofs)
     summary = EventSummary(
         received=len(events),
         stored=stored,
         duplicates=len(valid) - stored,
         invalid=len(parsed) - len(valid),
         suppressed=suppressed,
+        confirmed=confirmed,
     )
     log.info("webhook events: %s", summary.as_dict())
     return summary

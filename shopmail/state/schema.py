@@ -38,9 +38,19 @@ send_ledger = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    Column("lease_until", DateTime),  # naive UTC: a `pending` row's owner run is alive until then
+    Column("claim_token", String(40)),  # the claim call that last took the row (which rows a run won)
+    Column("doubt_since", DateTime),  # naive UTC: `in_doubt` since (request sent, no answer came)
     UniqueConstraint("campaign", "occasion_key", "customer_id", name="uq_ledger_occasion"),
     Index("ix_ledger_campaign_status", "campaign", "status"),
     Index("ix_ledger_customer_created", "customer_id", "created_at"),
+    Index("ix_ledger_claim_token", "claim_token"),
+)
+
+customer_locks = Table(  # one row per customer ever capped at claim time: `SELECT ... FOR UPDATE` target
+    "customer_locks",
+    metadata,
+    Column("customer_id", Integer, primary_key=True, autoincrement=False),
 )
 
 suppressions = Table(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import fcntl
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, Engine, func, insert, select
+from sqlalchemy import ColumnElement, Engine, func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
-from shopmail.db import get_engine
+from shopmail.db import get_engine, sqlite_file
+from shopmail.redaction import redact_data
 from shopmail.state.schema import quarantined_rows, run_summaries, suppressions, watermarks
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -30,12 +34,60 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+MIGRATION_LOCK_ID = 0x5E0D_3A11  # PostgreSQL advisory lock key of `upgrade`
+MIGRATION_LOCK_NAME = "shopmail_state_migration"  # MariaDB/MySQL named lock of `upgrade`
+
+
+@contextlib.contextmanager
+def migration_lock(engine: Engine, url: str, timeout_s: int = 600) -> Iterator[None]:
+    """Serialize migrations of one state DB across processes: two runs starting at once on a brand-new
+    DB would both create the tables. SQLite: an exclusive `flock` on `<db file>.migrate.lock`;
+    PostgreSQL: a session advisory lock; MariaDB/MySQL: `GET_LOCK`. Held by a connection of its own
+    while Alembic works on another; the second process then finds the DB at head and does nothing."""
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        path = sqlite_file(url)
+        if path is None:  # in-memory: one process only
+            yield
+            return
+        with open(path.with_name(path.name + ".migrate.lock"), "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    with engine.connect() as conn:
+        if dialect == "postgresql":
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_ID})
+            release = text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_ID}
+        elif dialect in ("mysql", "mariadb"):
+            got = conn.execute(
+                text("SELECT GET_LOCK(:n, :t)"), {"n": MIGRATION_LOCK_NAME, "t": timeout_s}
+            ).scalar()
+            if got != 1:
+                raise RuntimeError(f"could not take the migration lock within {timeout_s} s")
+            release = text("SELECT RELEASE_LOCK(:n)"), {"n": MIGRATION_LOCK_NAME}
+        else:
+            release = None
+        conn.commit()
+        try:
+            yield
+        finally:
+            if release is not None:
+                conn.execute(*release)
+                conn.commit()
+
+
 def upgrade(url: str) -> Engine:
-    """Bring the state DB at `url` to the latest migration (once per process) and return its engine."""
+    """Bring the state DB at `url` to the latest migration (once per process, under `migration_lock`,
+    so concurrent first starts are safe) and return its engine."""
+    engine = get_engine(url)  # first: a new SQLite file is created private (0600) before Alembic opens it
     if url not in _migrated:
-        command.upgrade(alembic_config(url), "head")
+        with migration_lock(engine, url):
+            command.upgrade(alembic_config(url), "head")
         _migrated.add(url)
-    return get_engine(url)
+    return engine
 
 
 IN_CHUNK = 2000
@@ -94,12 +146,13 @@ def start_run(engine: Engine, run_id: str, campaign: str, as_of: date, dry_run: 
 
 
 def finish_run(engine: Engine, run_id: str, status: str, counts: dict[str, int], details: Any) -> None:
+    """Close a run summary; every string in `details` (errors, problem) is stored redacted."""
     values = {k: int(v) for k, v in counts.items() if k in run_summaries.c}
     with engine.begin() as conn:
         conn.execute(
             run_summaries.update()
             .where(run_summaries.c.run_id == run_id)
-            .values(status=status, finished_at=utcnow(), details=details, **values)
+            .values(status=status, finished_at=utcnow(), details=redact_data(details), **values)
         )
 
 
@@ -160,13 +213,21 @@ def get_watermark(engine: Engine, name: str) -> datetime | None:
 
 
 def set_watermark(engine: Engine, name: str, value: datetime) -> None:
-    """Move the watermark forward (never back)."""
+    """Move the watermark forward (never back); two pollers at once: the later value wins."""
     now = utcnow()
-    with engine.begin() as conn:
-        current = conn.execute(select(watermarks.c.value).where(watermarks.c.name == name)).scalar()
-        if current is None:
-            conn.execute(insert(watermarks).values(name=name, value=value, updated_at=now))
-        elif value > current:
-            conn.execute(
-                watermarks.update().where(watermarks.c.name == name).values(value=value, updated_at=now)
-            )
+    for attempt in range(2):
+        try:
+            with engine.begin() as conn:
+                current = conn.execute(select(watermarks.c.value).where(watermarks.c.name == name)).scalar()
+                if current is None:
+                    conn.execute(insert(watermarks).values(name=name, value=value, updated_at=now))
+                else:  # compare-and-set in the statement itself: a concurrent move is never undone
+                    conn.execute(
+                        watermarks.update()
+                        .where(watermarks.c.name == name, watermarks.c.value < value)
+                        .values(value=value, updated_at=now)
+                    )
+            return
+        except IntegrityError:  # the other poller inserted the first row meanwhile: update instead
+            if attempt:
+                raise

@@ -5,10 +5,17 @@
 - `POST /unsubscribe?token=...`: RFC 8058 one-click (`List-Unsubscribe=One-Click` body) and the
   page's form; 200 when recorded (idempotent), 400 for a missing or forged token;
 - `POST /sendgrid/events`: the event webhook, ECDSA-verified (403 on a missing, invalid or stale
-  signature, 400 unless the body is a JSON list), stored by `feedback.record_events`;
+  signature, 400 unless the body is a JSON list), stored by `feedback.record_events`; a request
+  without both signature headers (403) or declaring a body over the limit (413) is answered before
+  a byte of its body is read;
+- `GET /preview/{name}?exp=...&sig=...`: a saved sample mail (sanitized HTML from
+  `<data_dir>/previews/`) for the links in the Prefect artifacts; HMAC-signed with a key derived
+  from the unsubscribe secret, expiring (`preview_link_days`); 404 for anything else; served with a
+  CSP that allows no script, no frame and no request but https/data images;
 - `GET /healthz`.
 
-Run it: `python -m shopmail.web.feedback_app --port 8030` or `serve(settings, ...)`; in tests:
+Run it: `python -m shopmail.web.feedback_app --port 8030` or `serve(settings, ...)` (both refuse the
+shipped demo secrets); in tests:
 `with running_feedback_app(settings, engine) as app:`. Access logs are off: URLs carry tokens.
 """
 
@@ -37,8 +44,16 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from config.settings import Settings, get_settings
+from config.settings import (
+    DemoSettingsError,
+    Settings,
+    demo_values_in_use,
+    get_settings,
+    require_production_settings,
+)
 from shopmail.mail.links import verify_unsubscribe_token
+from shopmail.mail.previews import find_preview
+from shopmail.redaction import install_log_redaction
 from shopmail.state import state_db
 from shopmail.state.feedback import (
     DEFAULT_MAX_WEBHOOK_AGE_S,
@@ -61,6 +76,15 @@ PAGE_HEADERS = {
     "X-Robots-Tag": "noindex",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
 }
+
+PREVIEW_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the signature is in the URL
+    "Cache-Control": "private, no-store",
+    "X-Robots-Tag": "noindex",
+}
+PREVIEW_NOT_FOUND = "not found (an unknown, altered or expired preview link)\n"
 
 _PAGE = """<!doctype html>
 <html lang="ru"><head><meta charset="utf-8">
@@ -88,10 +112,16 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(_PAGE.format(title=title, body=body), status_code=status, headers=PAGE_HEADERS)
 
 
+def _declared_length(request: Request) -> int:
+    """The Content-Length header as a number (0 when absent or not a number; the body read is
+    capped anyway)."""
+    declared = request.headers.get("content-length", "").strip()
+    return int(declared) if declared.isdigit() else 0
+
+
 async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The raw body, or None if it is longer than `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    """The raw body, or None if it is (or says it is) longer than `limit` bytes."""
+    if _declared_length(request) > limit:
         return None
     chunks: list[bytes] = []
     size = 0
@@ -135,7 +165,7 @@ def create_app(
     """
     engine = engine if engine is not None else state_db.upgrade(settings.state_url_resolved)
     secret = settings.unsubscribe_secret.get_secret_value()
-    if secret == Settings.model_fields["unsubscribe_secret"].default.get_secret_value():
+    if "unsubscribe_secret" in demo_values_in_use(settings):  # `serve` refuses it; tests may not
         log.warning("unsubscribe_secret is the development default: set SHOPMAIL_UNSUBSCRIBE_SECRET")
     verifier = _webhook_verifier(settings)
     shop = html.escape(settings.shop_name)
@@ -154,14 +184,16 @@ def create_app(
         return _page("Вы отписались · Unsubscribed", _DONE.format(shop=shop))
 
     async def sendgrid_events(request: Request) -> Response:
+        signature = request.headers.get(SIGNATURE_HEADER)
+        timestamp = request.headers.get(TIMESTAMP_HEADER)
+        if verifier is None or not signature or not timestamp:  # decided before reading a byte
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        if _declared_length(request) > max_webhook_bytes:
+            return JSONResponse({"error": "payload too large"}, status_code=413)
         body = await _read_body(request, max_webhook_bytes)
         if body is None:
             return JSONResponse({"error": "payload too large"}, status_code=413)
-        signature = request.headers.get(SIGNATURE_HEADER)
-        timestamp = request.headers.get(TIMESTAMP_HEADER)
-        if verifier is None or not webhook_authentic(
-            verifier, body, signature, timestamp, max_age_s=max_webhook_age_s
-        ):
+        if not webhook_authentic(verifier, body, signature, timestamp, max_age_s=max_webhook_age_s):
             return JSONResponse({"error": "forbidden"}, status_code=403)
         try:
             events = json.loads(body)
@@ -172,6 +204,16 @@ def create_app(
         summary = await run_in_threadpool(record_events, engine, events)
         return JSONResponse(summary.as_dict())
 
+    async def mail_preview(request: Request) -> Response:
+        name = request.path_params["name"]
+        expires = request.query_params.get("exp", "")
+        signature = request.query_params.get("sig", "")
+        path = find_preview(settings, name, expires, signature, time.time())
+        if path is None:
+            return PlainTextResponse(PREVIEW_NOT_FOUND, status_code=404, headers=PREVIEW_HEADERS)
+        body = await run_in_threadpool(path.read_bytes)
+        return Response(body, media_type="text/html; charset=utf-8", headers=PREVIEW_HEADERS)
+
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -180,6 +222,7 @@ def create_app(
             Route("/unsubscribe", confirm_page, methods=["GET"]),
             Route("/unsubscribe", unsubscribe_post, methods=["POST"]),
             Route("/sendgrid/events", sendgrid_events, methods=["POST"]),
+            Route("/preview/{name}", mail_preview, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ]
     )
@@ -188,7 +231,10 @@ def create_app(
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8030) -> None:
-    """Migrate the state DB and serve the app in the foreground (blocks)."""
+    """Migrate the state DB and serve the app in the foreground (blocks). Refuses to start
+    (`DemoSettingsError`) with a shipped demo secret: the app is public."""
+    require_production_settings(settings, "the feedback app")
+    install_log_redaction(settings)
     engine = state_db.upgrade(settings.state_url_resolved)
     uvicorn.run(create_app(settings, engine), host=host, port=port, access_log=False)
 
@@ -249,7 +295,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8030)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    serve(get_settings(), args.host, args.port)
+    try:
+        serve(get_settings(), args.host, args.port)
+    except DemoSettingsError as exc:
+        parser.exit(2, f"{exc}\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""The run forms a marketer fills in the Prefect UI: choices shown by their titles, plain fields.
+
+Prefect's UI (3.9, both UIs) shows an enum's values as they are and renders `anyOf`/`oneOf` as a
+type switch, so a dropdown that reads well must carry the titles themselves: the form offers the
+titles of campaigns and segments, and the flows map a title (or the id, as the CLI and API callers
+pass it) back to the id with `campaign_id` / `segment_id`. Optional fields are plain (`string` with
+`format: date`, `integer` with bounds): empty means "the default", never a "None" type to pick.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import WithJsonSchema
+
+from segments.rules import load_segments
+from shopmail.campaigns import registry
+
+ALL_SEGMENTS = "all"
+ALL_SEGMENTS_TITLE = "Все, кого выбирает кампания (без сегмента)"
+
+FIELD_TITLES = {
+    "campaign": "Campaign",
+    "as_of": "Shop day",
+    "dry_run": "Dry run: send nothing",
+    "limit": "At most this many mails",
+    "segment": "Segment",
+    "preapproved": "Approved in advance (no pause)",
+    "customer_id": "Customer id",
+    "sample": "Sample size",
+    "runs": "Runs to compare",
+    "since": "From shop day",
+    "until": "Until shop day",
+    "window_days": "Orders within days after the mail",
+    "include_service": "Also service mails",
+}
+
+
+@cache
+def segment_titles() -> dict[str, str]:
+    """Segment id -> title, `all` (no segment) first."""
+    return {ALL_SEGMENTS: ALL_SEGMENTS_TITLE} | {n: s.title for n, s in load_segments().segments.items()}
+
+
+@cache
+def campaign_titles(*, marketing_only: bool = False) -> dict[str, str]:
+    """Campaign id -> title (marketing campaigns only when asked)."""
+    return {n: c.title for n, c in registry().items() if c.marketing or not marketing_only}
+
+
+def _to_id(value: Any, titles: dict[str, str], what: str) -> str:
+    value = str(getattr(value, "value", value)).strip()
+    if value in titles:
+        return value
+    by_title = {title: name for name, title in titles.items()}
+    if value in by_title:
+        return by_title[value]
+    raise ValueError(f"unknown {what} '{value}': choose one of {', '.join(titles)}")
+
+
+def campaign_id(value: Any) -> str:
+    """A campaign as its id, from its id or its title (the form shows titles)."""
+    return _to_id(value, campaign_titles(), "campaign")
+
+
+def campaign_name_for_run(params: dict[str, Any]) -> str:
+    """The run's campaign id for a run name (the raw value if it is not a known campaign)."""
+    try:
+        return campaign_id(params.get("campaign"))
+    except ValueError:
+        return str(params.get("campaign"))
+
+
+def segment_id(value: Any) -> str | None:
+    """A segment as its id (`all`: no segment), from its id or title; None or '' -> None (the
+    campaign's default)."""
+    if value is None or str(getattr(value, "value", value)).strip() == "":
+        return None
+    return _to_id(value, segment_titles(), "segment")
+
+
+def campaign_dropdown(*, marketing_only: bool = False) -> WithJsonSchema:
+    return WithJsonSchema(
+        {"type": "string", "enum": list(campaign_titles(marketing_only=marketing_only).values())}
+    )
+
+
+def segment_dropdown(*, include_all: bool = True) -> WithJsonSchema:
+    titles = [t for n, t in segment_titles().items() if include_all or n != ALL_SEGMENTS]
+    return WithJsonSchema({"type": "string", "enum": titles})
+
+
+DATE_FIELD = WithJsonSchema({"type": "string", "format": "date"})
+
+
+def bounded_int(low: int, high: int) -> WithJsonSchema:
+    return WithJsonSchema({"type": "integer", "minimum": low, "maximum": high})
+
+
+def shape_form(
+    schema: dict[str, Any], *, fixed: dict[str, Any] | None = None, notes: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A flow's parameter schema made into a marketer's form: human field titles, no `null`
+    defaults (an empty field means the default), the parameters in `fixed` (set by the deployment,
+    e.g. its campaign) left out of the form, and `notes` appended to field descriptions."""
+    fixed, notes = fixed or {}, notes or {}
+    shaped = dict(schema)
+    properties = {}
+    for name, prop in schema.get("properties", {}).items():
+        if name in fixed:
+            continue
+        prop = {k: v for k, v in prop.items() if not (k == "default" and v is None)}
+        prop["title"] = FIELD_TITLES.get(name, prop.get("title", name))
+        if name in notes:
+            prop["description"] = f"{prop.get('description', '').rstrip()} {notes[name]}".strip()
+        properties[name] = prop
+    shaped["properties"] = properties
+    shaped["required"] = [r for r in schema.get("required", []) if r not in fixed]
+    return shaped
