@@ -147,7 +147,10 @@ def demo_data(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same shop).")] = 42,
     today: Annotated[
         datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="The shop's 'today' (default: today)."),
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="The shop's 'today' (default: today; before 06:00 shop time: yesterday).",
+        ),
     ] = None,
     force: Annotated[
         bool,
@@ -155,7 +158,7 @@ def demo_data(
     ] = False,
 ) -> None:
     """Generate the demo shop database (the embedded default, or SHOPMAIL_SHOP_DB_URL with --force)."""
-    from shopmail.devtools.demo_shop import generate_demo_shop
+    from shopmail.devtools.demo_shop import generate_demo_shop, latest_demo_day
 
     settings = get_settings()
     url = settings.shop_url_resolved
@@ -183,7 +186,8 @@ def demo_data(
                 bars[stage] = progress.add_task(stage, total=total)
             progress.update(bars[stage], completed=done, total=total)
 
-        counts = generate_demo_shop(url, customers=customers, seed=seed, today=_day(today), progress=report)
+        day = _day(today) or latest_demo_day()
+        counts = generate_demo_shop(url, customers=customers, seed=seed, today=day, progress=report)
     table = Table("table", "rows", title="Demo shop")
     for name, rows in counts.items():
         table.add_row(name, f"{rows:,}")
@@ -705,7 +709,10 @@ def demo(
 
     settings = get_settings()
     _refuse_demo_sending(settings, dry_run)
-    day = _day(as_of) or datetime.now(settings.tz).date()
+    from shopmail.devtools.demo_shop import latest_demo_day
+
+    # default: today, or yesterday before the demo's 06:00 shop time (no demo order in the future)
+    day = _day(as_of) or latest_demo_day()
     if settings.shop_db_url is None:
         _ensure_demo_shop(day, customers)
     results = daily_schedule(as_of=day, dry_run=dry_run, preapproved=True)

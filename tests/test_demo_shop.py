@@ -245,3 +245,16 @@ def test_leap_day_today_and_progress(tmp_path: Path) -> None:
 def test_rejects_bad_arguments(tmp_path: Path, kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         generate_demo_shop(f"sqlite:///{tmp_path / 'x.db'}", **kwargs)
+
+
+def test_the_default_demo_day_never_puts_orders_in_the_future() -> None:
+    """`make demo` at 01:00 Moscow time makes yesterday's shop (its `now` is 06:00 shop time): no demo
+    order lies after the real clock, so the data checks' future-order guard never trips on the demo."""
+    from shopmail.devtools.demo_shop import latest_demo_day, shop_now
+
+    before_six = dt.datetime(2026, 11, 29, 22, 0)  # 01:00 on 30 November in Moscow (UTC)
+    after_six = dt.datetime(2026, 11, 30, 4, 0)  # 07:00 in Moscow
+    assert latest_demo_day(before_six) == dt.date(2026, 11, 29)
+    assert latest_demo_day(after_six) == dt.date(2026, 11, 30)
+    for now in (before_six, after_six):
+        assert shop_now(latest_demo_day(now)) <= now

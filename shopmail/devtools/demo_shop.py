@@ -271,6 +271,14 @@ def product_count(customers: int) -> int:
     return min(5000, max(200, customers // 50))
 
 
+def latest_demo_day(now_utc: dt.datetime | None = None) -> dt.date:
+    """The latest shop day whose demo `now` (06:00 shop time) has passed: today, or before 06:00 shop
+    time yesterday, so a demo shop made for it holds nothing in the real future."""
+    now_utc = now_utc or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    today = now_utc.replace(tzinfo=dt.UTC).astimezone(SHOP_TZ).date()
+    return today if shop_now(today) <= now_utc else today - dt.timedelta(days=1)
+
+
 def shop_now(today: dt.date) -> dt.datetime:
     """The generator's reference instant for `today`, as naive UTC."""
     return dt.datetime.fromtimestamp(_Clock.for_day(today).now, dt.UTC).replace(tzinfo=None)
