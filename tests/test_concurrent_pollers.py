@@ -37,6 +37,7 @@ from shopmail.state import ledger, state_db
 from shopmail.state.schema import run_summaries, send_ledger
 from shopmail.web.feedback_app import running_feedback_app
 from tasks.validate import drop_quarantined, validate_shop_data
+from tests.sendgrid_env import sendgrid_process_env
 from tests.test_shop_databases import SERVERS, _scratch_database
 
 pytestmark = pytest.mark.flow
@@ -109,24 +110,19 @@ def _expected_keys(settings: Settings, blank_state: str) -> dict[str, set[str]]:
 
 
 def _env(settings: Settings, sink_url: str) -> dict[str, str]:
-    from prefect.settings import get_current_settings
-
     return {
         **os.environ,
-        "SHOPMAIL_DATA_DIR": str(settings.data_dir),
-        "SHOPMAIL_MAIL_PROVIDER": "sendgrid",
-        "SHOPMAIL_SENDGRID_HOST": sink_url,
-        "SHOPMAIL_SENDGRID_API_KEY": "SG.test-key",
-        "SHOPMAIL_SENDGRID_BACKOFF_S": "0.05",
-        "SHOPMAIL_SENDGRID_CONCURRENCY": "2",
-        "SHOPMAIL_SENDGRID_TIMEOUT_S": "5",
-        "SHOPMAIL_SENDGRID_ACTIVITY_LOOKUP": "false",
-        "SHOPMAIL_SEND_BATCH_SIZE": "10",
-        "SHOPMAIL_CLAIM_LEASE_SECONDS": str(LEASE_S),
-        "SHOPMAIL_DOUBT_GRACE_MINUTES": str(GRACE_MIN),
-        "SHOPMAIL_POLL_FIRST_LOOKBACK_MINUTES": str(LOOKBACK_MIN),
-        "PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS": "2",
-        "PREFECT_API_URL": str(get_current_settings().api.url),
+        **sendgrid_process_env(
+            settings,
+            sink_url,
+            SHOPMAIL_SENDGRID_TIMEOUT_S="5",
+            SHOPMAIL_SENDGRID_ACTIVITY_LOOKUP="false",
+            SHOPMAIL_SEND_BATCH_SIZE="10",
+            SHOPMAIL_CLAIM_LEASE_SECONDS=str(LEASE_S),
+            SHOPMAIL_DOUBT_GRACE_MINUTES=str(GRACE_MIN),
+            SHOPMAIL_POLL_FIRST_LOOKBACK_MINUTES=str(LOOKBACK_MIN),
+            PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS="2",
+        ),
     }
 
 

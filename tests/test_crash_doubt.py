@@ -36,6 +36,7 @@ from shopmail.devtools.sink_webhook import WebhookConfig
 from shopmail.state import ledger, state_db
 from shopmail.state.schema import send_ledger
 from shopmail.web.feedback_app import running_feedback_app
+from tests.sendgrid_env import sendgrid_process_env
 
 pytestmark = pytest.mark.flow
 AS_OF = date(2026, 11, 23)
@@ -98,27 +99,20 @@ class Outcome:
 
 
 def _env(settings: Settings, sink_url: str, sc: Scenario) -> dict[str, str]:
-    from prefect.settings import get_current_settings
-
-    return {
-        "SHOPMAIL_DATA_DIR": str(settings.data_dir),
-        "SHOPMAIL_MAIL_PROVIDER": "sendgrid",
-        "SHOPMAIL_SENDGRID_HOST": sink_url,
-        "SHOPMAIL_SENDGRID_API_KEY": "SG.test-key",
-        "SHOPMAIL_SENDGRID_BACKOFF_S": "0.05",
-        "SHOPMAIL_SENDGRID_RETRIES": "8",
-        "SHOPMAIL_SENDGRID_CONCURRENCY": "2",
-        "SHOPMAIL_SENDGRID_TIMEOUT_S": "3",
-        "SHOPMAIL_SENDGRID_MAX_RATE_LIMIT_WAIT_S": "15",
-        "SHOPMAIL_SENDGRID_ACTIVITY_LOOKUP": "true" if sc.activity else "false",
-        "SHOPMAIL_SEND_BATCH_SIZE": str(sc.batch),
-        "SHOPMAIL_MAX_SEND_ERRORS": "1000",
-        "SHOPMAIL_CLAIM_LEASE_SECONDS": str(sc.lease_s),
-        "SHOPMAIL_DOUBT_GRACE_MINUTES": str(sc.grace_min),
-        "SHOPMAIL_SENDER_EMAIL": "news@mailings.test",
-        "PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS": str(sc.tasks_at_once),
-        "PREFECT_API_URL": str(get_current_settings().api.url),
-    }
+    return sendgrid_process_env(
+        settings,
+        sink_url,
+        SHOPMAIL_SENDGRID_RETRIES="8",
+        SHOPMAIL_SENDGRID_TIMEOUT_S="3",
+        SHOPMAIL_SENDGRID_MAX_RATE_LIMIT_WAIT_S="15",
+        SHOPMAIL_SENDGRID_ACTIVITY_LOOKUP="true" if sc.activity else "false",
+        SHOPMAIL_SEND_BATCH_SIZE=str(sc.batch),
+        SHOPMAIL_MAX_SEND_ERRORS="1000",
+        SHOPMAIL_CLAIM_LEASE_SECONDS=str(sc.lease_s),
+        SHOPMAIL_DOUBT_GRACE_MINUTES=str(sc.grace_min),
+        SHOPMAIL_SENDER_EMAIL="news@mailings.test",
+        PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS=str(sc.tasks_at_once),
+    )
 
 
 def _run(env: dict[str, str], *extra: str) -> subprocess.Popen:

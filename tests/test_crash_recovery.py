@@ -23,6 +23,7 @@ from shopmail.devtools.sendgrid_sink import running_sink
 from shopmail.state import ledger, state_db
 from shopmail.state.ledger import LedgerEntry
 from shopmail.state.schema import send_ledger
+from tests.sendgrid_env import sendgrid_process_env
 from tests.shop_oracle import expected_wakeup
 
 pytestmark = pytest.mark.flow
@@ -40,25 +41,18 @@ FAULTS = {
 
 
 def _sendgrid_env(settings: Settings, sink_url: str) -> dict[str, str]:
-    from prefect.settings import get_current_settings
-
-    return {
-        "SHOPMAIL_DATA_DIR": str(settings.data_dir),
-        "SHOPMAIL_MAIL_PROVIDER": "sendgrid",
-        "SHOPMAIL_SENDGRID_HOST": sink_url,
-        "SHOPMAIL_SENDGRID_API_KEY": "SG.test-key",
-        "SHOPMAIL_SENDGRID_BACKOFF_S": "0.05",
-        "SHOPMAIL_SENDGRID_RETRIES": "8",
-        "SHOPMAIL_SENDGRID_CONCURRENCY": "2",
-        "SHOPMAIL_SEND_BATCH_SIZE": "25",
-        "SHOPMAIL_UNSUBSCRIBE_SECRET": "test-secret",
-        "SHOPMAIL_CLAIM_LEASE_SECONDS": str(LEASE_S),
+    return sendgrid_process_env(
+        settings,
+        sink_url,
+        SHOPMAIL_SENDGRID_RETRIES="8",
+        SHOPMAIL_SEND_BATCH_SIZE="25",
+        SHOPMAIL_UNSUBSCRIBE_SECRET="test-secret",
+        SHOPMAIL_CLAIM_LEASE_SECONDS=str(LEASE_S),
         # dropped connections leave requests in doubt: with no webhook, a rerun resends them once
         # after this grace (3 s)
-        "SHOPMAIL_DOUBT_GRACE_MINUTES": "0.05",
-        "SHOPMAIL_SENDER_EMAIL": "news@mailings.test",
-        "PREFECT_API_URL": str(get_current_settings().api.url),
-    }
+        SHOPMAIL_DOUBT_GRACE_MINUTES="0.05",
+        SHOPMAIL_SENDER_EMAIL="news@mailings.test",
+    )
 
 
 def _customers_in(sink) -> Counter:

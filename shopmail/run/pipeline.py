@@ -76,9 +76,9 @@ def attach_customers(campaign: Campaign, audience: pd.DataFrame, customers: pd.D
     """Audience rows joined with customer fields, with occasion and message keys."""
     fields = CUSTOMER_FIELDS + [c for c in ("registered_at",) if c in customers and c not in audience]
     people = customers[fields].rename(columns={"id": "customer_id"})
-    for name in ("first_name", "last_name"):  # NULL names reach pandas as NaN: templates want ""
-        people[name] = clean_names(people[name])
     recipients = audience.merge(people, on="customer_id", how="inner")
+    for name in ("first_name", "last_name"):  # the recipients only; NULL names: templates want ""
+        recipients[name] = clean_names(recipients[name])
     columns = campaign.occasion_fields
     recipients["occasion_key"] = (
         [
@@ -150,15 +150,41 @@ def select_recipients(
     return Selection(len(audience), eligible, skipped, snapshot, holdout)
 
 
-def cap_context(
-    campaign: Campaign, settings: Settings, now: datetime
-) -> tuple[CapRule, dict[str, int], datetime]:
+@dataclass(frozen=True)
+class CapPolicy:
+    """The caps of one marketing campaign at `now` (rules in segments/arbitration.py): what history to
+    read (`campaigns` created since `since`) and how to apply it (`split`)."""
+
+    campaign: Campaign
+    rule: CapRule
+    priorities: dict[str, int]
+    now: datetime
+    day_start: datetime
+
+    @property
+    def since(self) -> datetime:
+        return min(self.now - timedelta(days=self.rule.window_days), self.day_start)
+
+    def split(self, candidates: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(kept, capped with reason `frequency_cap`)."""
+        return apply_frequency_cap(
+            candidates,
+            history,
+            priority=self.campaign.priority,
+            priorities=self.priorities,
+            now=self.now,
+            day_start=self.day_start,
+            rule=self.rule,
+        )
+
+
+def cap_policy(campaign: Campaign, settings: Settings, now: datetime) -> CapPolicy:
     """The caps, the marketing campaigns' priorities and the start of the shop-local day of `now`."""
     rule = CapRule(settings.frequency_cap, settings.frequency_window_days, settings.daily_cap)
     priorities = {c.name: c.priority for c in campaign_registry().values() if c.marketing}
     priorities[campaign.name] = campaign.priority
     local_today = now.replace(tzinfo=UTC).astimezone(settings.tz).date()
-    return rule, priorities, local_to_utc(local_today, settings.tz)
+    return CapPolicy(campaign, rule, priorities, now, local_to_utc(local_today, settings.tz))
 
 
 def arbitrate(
@@ -172,23 +198,13 @@ def arbitrate(
     """A marketing campaign's (kept, capped with reason `frequency_cap`): the frequency cap and priority
     over the send ledger (rules in segments/arbitration.py); kept rows get their customer's time zone
     (`local_tz`, from the city: segments/send_time.py) for quiet hours when composed."""
-    now = now or state_db.utcnow()
-    rule, priorities, day_start = cap_context(campaign, settings, now)
-    since = min(now - timedelta(days=rule.window_days), day_start)
+    policy = cap_policy(campaign, settings, now or state_db.utcnow())
     history = (
-        ledger.recent_mails(state, eligible["customer_id"].tolist(), priorities, since)
-        if rule.active and len(eligible)
+        ledger.recent_mails(state, eligible["customer_id"].tolist(), policy.priorities, policy.since)
+        if policy.rule.active and len(eligible)
         else pd.DataFrame(columns=HISTORY_COLUMNS)
     )
-    kept, capped = apply_frequency_cap(
-        eligible,
-        history,
-        priority=campaign.priority,
-        priorities=priorities,
-        now=now,
-        day_start=day_start,
-        rule=rule,
-    )
+    kept, capped = policy.split(eligible, history)
     kept[ZONE_COLUMN] = customer_zones(kept["customer_id"], customers, settings.timezone)
     return kept, capped
 
@@ -196,25 +212,15 @@ def arbitrate(
 def claim_cap(campaign: Campaign, settings: Settings, now: datetime | None = None) -> ledger.CapCheck | None:
     """The frequency/daily cap re-checked at claim time (under the customers' locks) for a marketing
     campaign's batch: the same rules as `arbitrate`, over the claimed rows committed so far."""
-    now = now or state_db.utcnow()
-    rule, priorities, day_start = cap_context(campaign, settings, now)
-    if not campaign.marketing or not rule.active:
+    policy = cap_policy(campaign, settings, now or state_db.utcnow())
+    if not campaign.marketing or not policy.rule.active:
         return None
 
     def keep(candidates: pd.DataFrame, history: pd.DataFrame) -> pd.Series:
-        kept, _ = apply_frequency_cap(
-            candidates,
-            history,
-            priority=campaign.priority,
-            priorities=priorities,
-            now=now,
-            day_start=day_start,
-            rule=rule,
-        )
+        kept, _ = policy.split(candidates, history)
         return candidates["message_key"].isin(kept["message_key"])
 
-    since = min(now - timedelta(days=rule.window_days), day_start)
-    return ledger.CapCheck(tuple(sorted(priorities)), since, keep)
+    return ledger.CapCheck(tuple(sorted(policy.priorities)), policy.since, keep)
 
 
 def product_lookup(products: pd.DataFrame) -> dict[int, dict[str, Any]]:
