@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from config.quiet_hours import QuietHours
@@ -43,6 +44,7 @@ class TaskRunnerKind(StrEnum):
 
     threads = "threads"
     processes = "processes"
+    dask = "dask"
 
 
 class Settings(BaseSettings):
@@ -99,9 +101,19 @@ class Settings(BaseSettings):
     )
     task_runner: TaskRunnerKind = Field(
         TaskRunnerKind.threads,
-        description="threads: one process; processes: render and send batches on every core.",
+        description="threads: one process; processes: render and send batches on every core; dask: "
+        "on a Dask cluster (SHOPMAIL_DASK_ADDRESS, or a local one of `workers` processes).",
     )
-    workers: int = Field(2, ge=1, le=64, description="Processes for task_runner=processes.")
+    workers: int = Field(
+        2, ge=1, le=64, description="Processes for task_runner=processes, or of dask's local cluster."
+    )
+    dask_address: str | None = Field(
+        None,
+        description="Scheduler of an existing Dask cluster for task_runner=dask (e.g. "
+        "tcp://10.0.0.5:8786); empty: a local cluster of `workers` processes started per run. Its "
+        "workers need the project installed and the same SHOPMAIL_* settings, and the state and shop "
+        "DBs on a server they reach (no SQLite).",
+    )
     send_batch_size: int = Field(1000, ge=1, le=1000, description="Recipients per send task.")
     preflight_sample: int = Field(
         200,
@@ -259,6 +271,34 @@ class Settings(BaseSettings):
         missing = [f for f in SECRET_FIELDS if f not in self.model_fields_set]
         for field, value in load_secret_blocks(missing).items():
             object.__setattr__(self, field, SecretStr(str(value)))
+        return self
+
+    @model_validator(mode="after")
+    def _remote_dask_needs_database_servers(self) -> Settings:
+        """A remote Dask cluster's workers write the ledger (and coupons) from other machines: an
+        SQLite file on this one is not theirs to reach (each would keep a ledger of its own)."""
+        if self.task_runner != TaskRunnerKind.dask or not (self.dask_address or "").strip():
+            return self
+        local = [
+            env_name(field)
+            for field, url in (
+                ("state_db_url", self.state_url_resolved),
+                ("shop_db_url", self.shop_url_resolved),
+            )
+            if url.lower().startswith("sqlite")
+        ]
+        if local:  # reported against SHOPMAIL_DASK_ADDRESS, like a field's own error
+            problem = PydanticCustomError(
+                "dask_needs_database_servers",
+                "a remote Dask cluster's workers send the mails and cannot share this machine's SQLite "
+                "files: set {local} to a PostgreSQL or MariaDB database they reach (or leave "
+                "SHOPMAIL_DASK_ADDRESS empty for a local cluster on this machine)",
+                {"local": " and ".join(local)},
+            )
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [InitErrorDetails(type=problem, loc=("dask_address",), input=self.dask_address)],
+            )
         return self
 
     @field_validator("timezone")

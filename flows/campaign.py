@@ -27,6 +27,7 @@ from flows.forms import (
     segment_id,
     segment_titles,
 )
+from flows.run_names import campaign_run_name, runtime_name
 from flows.steps import SendNotApproved, TemplateCheckFailed, check_data, send_selection
 from segments.rules import segment_names
 from segments.segment_snapshot import SNAPSHOT_DIR, write_segment_snapshot
@@ -52,15 +53,9 @@ def today_in_shop() -> date:
 
 
 def _run_name() -> str:
-    """`<campaign>[-<segment>]-<day>-<send|dry-run>`, ids even when the form passed titles."""
-    params = flow_run.parameters
-    mode = "dry-run" if params.get("dry_run") else "send"
-    as_of = params.get("as_of") or today_in_shop().isoformat()
-    try:
-        name, chosen = campaign_id(params.get("campaign")), segment_id(params.get("segment"))
-    except ValueError:  # the flow itself reports it; the name stays readable
-        name, chosen = str(params.get("campaign")), None
-    return f"{name}{f'-{chosen}' if chosen else ''}-{as_of}-{mode}"
+    """`<campaign>[-<segment>]-<day>-<send|dry-run>` (flows/run_names.py: the same name the run got
+    while it waited); a name typed in the run form is kept."""
+    return runtime_name(campaign_run_name)
 
 
 @flow(name="campaign", flow_run_name=_run_name, log_prints=True)
@@ -135,8 +130,31 @@ def campaign_flow(
 
 def configured_campaign_flow(settings: Settings | None = None):
     """The campaign flow with the task runner the settings ask for (processes use every core
-    for rendering; threads avoid process start-up for small runs)."""
+    for rendering; threads avoid process start-up for small runs; dask spreads one campaign's
+    batches over a Dask cluster)."""
     settings = settings or get_settings()
     if settings.task_runner == TaskRunnerKind.processes:
         return campaign_flow.with_options(task_runner=ProcessPoolTaskRunner(max_workers=settings.workers))
+    if settings.task_runner == TaskRunnerKind.dask:
+        return campaign_flow.with_options(task_runner=dask_task_runner(settings))
     return campaign_flow
+
+
+def dask_task_runner(settings: Settings):
+    """Prefect's Dask task runner: on the cluster at `dask_address` (its workers bring the project and
+    their own SHOPMAIL_* environment; the settings refuse SQLite there), else on a local cluster of
+    `workers` processes started for the run (they inherit this process's environment)."""
+    from prefect_dask import DaskTaskRunner  # distributed is a heavy import: only when asked for
+
+    address = (settings.dask_address or "").strip()
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": settings.workers,
+            "threads_per_worker": 1,  # a batch renders on one core; its requests have their own threads
+            "processes": True,
+            "dashboard_address": None,  # no fixed port 8787 to collide on (and bokeh is not installed)
+        },
+    )

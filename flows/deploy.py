@@ -1,9 +1,11 @@
 """Deployments generated from the campaign registry: `shopmail serve` (one machine) and
-`prefect.yaml` (work pools, `prefect deploy --all`)."""
+`prefect.yaml` (work pools: `shopmail deploy`, i.e. `prefect deploy --all` and the run forms)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ PREVIEW_ENTRYPOINT = "flows/mail_preview.py:mail_preview"
 SEGMENT_ENTRYPOINT = "flows/segment_size.py:segment_size"
 WHY_ENTRYPOINT = "flows/why_mail.py:why_mail"
 HISTORY_ENTRYPOINT = "flows/campaign_history.py:campaign_history"
+RUN_NAMES_ENTRYPOINT = "flows/run_names.py:run_names"
 DEFAULT_POOL = "shopmail"
 WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 
@@ -150,23 +153,28 @@ def _flow_for(entrypoint: str):
         from flows.campaign import configured_campaign_flow
 
         return configured_campaign_flow()
-    if entrypoint in (PREVIEW_ENTRYPOINT, SEGMENT_ENTRYPOINT, WHY_ENTRYPOINT, HISTORY_ENTRYPOINT):
-        import importlib
+    import importlib
 
-        path, name = entrypoint.split(":")
-        module = path.removesuffix(".py").replace("/", ".")
-        return getattr(importlib.import_module(module), name)
-    if entrypoint == POLLER_ENTRYPOINT:
-        from flows.service_poller import service_poller
+    path, name = entrypoint.split(":")
+    return getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
 
-        return service_poller
-    if entrypoint == REPORT_ENTRYPOINT:
-        from flows.campaign_report import campaign_report
 
-        return campaign_report
-    from flows.daily_schedule import daily_schedule
-
-    return daily_schedule
+def pool_specs(settings: Settings | None = None) -> list[DeploymentSpec]:
+    """The deployments of `prefect.yaml` (work pools): those `shopmail serve` serves, and `run-names`,
+    which gives waiting runs their names there (`shopmail serve` does that itself)."""
+    settings = settings or get_settings()
+    return deployment_specs(settings) + [
+        DeploymentSpec(
+            name="run-names",
+            entrypoint=RUN_NAMES_ENTRYPOINT,
+            description="Gives the runs waiting to start (scheduled, or started from a form) their "
+            "meaningful names instead of random ones. Every hour on the hour; each run watches for "
+            "59 minutes.",
+            cron="0 * * * *",
+            parameters={"watch_minutes": 59},
+            tags=("shopmail", "maintenance"),
+        )
+    ]
 
 
 def served_specs(settings: Settings | None = None) -> list[DeploymentSpec]:
@@ -204,16 +212,21 @@ def runner_deployments(settings: Settings | None = None) -> list:
             tags=list(spec.tags),
             concurrency_limit=spec.concurrency_limit,
         )
-        deployment._parameter_openapi_schema = ParameterSchema(**form_for(spec, deployment))
+        schema = deployment._parameter_openapi_schema.model_dump(exclude_unset=True)
+        deployment._parameter_openapi_schema = ParameterSchema(**form_for(spec, schema))
         deployments.append(deployment)
     return deployments
 
 
-def form_for(spec: DeploymentSpec, deployment: Any) -> dict[str, Any]:
-    """The deployment's run form: the flow's schema with human field titles and no `null` defaults;
-    a campaign deployment's campaign is fixed (not in the form: the `sale` deployment runs `sale`)
-    and its segment field names the campaign's usual segment."""
-    schema = deployment._parameter_openapi_schema.model_dump(exclude_unset=True)
+def form_for(spec: DeploymentSpec, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The deployment's run form: the flow's parameter schema (`schema`, default: the one Prefect
+    derives from the entrypoint's flow) with human field titles and no `null` defaults; a campaign
+    deployment's campaign is fixed (not in the form: the `sale` deployment runs `sale`) and its
+    segment field names the campaign's usual segment and offers only segments it can evaluate."""
+    if schema is None:
+        from prefect.utilities.callables import parameter_schema
+
+        schema = parameter_schema(_flow_for(spec.entrypoint)).model_dump(exclude_unset=True)
     campaign = spec.parameters.get("campaign")
     notes = {}
     if campaign:
@@ -271,16 +284,66 @@ def prefect_yaml(pool: str = DEFAULT_POOL, timezone: str | None = None) -> str:
                 "parameters": spec.parameters,
                 "schedules": [_yaml_schedule(spec, timezone)] if spec.cron else [],
                 "concurrency_limit": spec.concurrency_limit,
+                # the flow's own form offers campaign titles, the deployment fixes a campaign id: the
+                # server would refuse it; `shopmail deploy` then sets the deployment's form (campaign
+                # fixed, not in it) and turns enforcement back on
+                **({"enforce_parameter_schema": False} if "campaign" in spec.parameters else {}),
                 "work_pool": {"name": pool},
             }
-            for spec in deployment_specs(settings)
+            for spec in pool_specs(settings)
         ],
     }
     header = (
         "# Generated by `shopmail deployments --write prefect.yaml` from config/campaigns/: do not edit.\n"
-        "# Deploy onto a work pool: `prefect deploy --all` (see README, Operations).\n"
+        "# Deploy onto a work pool: `shopmail deploy` (`prefect deploy --all` and the run forms; README,\n"
+        "# Operations). `prefect deploy --all` alone leaves the flows' generic forms, unenforced.\n"
     )
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+
+
+def deploy_to_pools(
+    prefect_file: Path = Path("prefect.yaml"), *, run_prefect_deploy: bool = True
+) -> list[str]:
+    """`prefect deploy --all` from `prefect_file` (Prefect's own deploy: pull steps, work pools,
+    schedules), then every deployment's run form as `shopmail serve` gives it (`apply_forms`).
+
+    Prefect derives a `prefect.yaml` deployment's parameter schema from its entrypoint's flow and has
+    no key to replace it, so the forms are set afterwards through the API (with the server enforcing
+    them, as for `shopmail serve`). Raises subprocess.CalledProcessError when `prefect deploy` fails."""
+    if run_prefect_deploy:
+        deploy_all = ["deploy", "--all", "--prefect-file", str(prefect_file)]
+        subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", *deploy_all], check=True)
+    return apply_forms(prefect_file)
+
+
+def apply_forms(prefect_file: Path = Path("prefect.yaml")) -> list[str]:
+    """Set the run form (`form_for`) of every deployment of `prefect_file` on the Prefect server;
+    returns their `flow/deployment` names. Raises ValueError for a deployment the registry does not
+    generate (a stale `prefect.yaml`: regenerate it) and prefect's ObjectNotFound for one that is
+    not on the server (deploy first)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+    from prefect.utilities.callables import ParameterSchema
+
+    document = yaml.safe_load(Path(prefect_file).read_text(encoding="utf-8"))
+    specs = {spec.name: spec for spec in pool_specs()}
+    unknown = sorted({d["name"] for d in document["deployments"]} - set(specs))
+    if unknown:
+        raise ValueError(
+            f"{prefect_file} has deployments the registry does not generate: {', '.join(unknown)} "
+            "(regenerate it: shopmail deployments --write prefect.yaml)"
+        )
+    done = []
+    with get_client(sync_client=True) as client:
+        for entry in document["deployments"]:
+            spec = specs[entry["name"]]
+            full_name = f"{_flow_for(spec.entrypoint).name}/{spec.name}"
+            deployment = client.read_deployment_by_name(full_name)
+            form = ParameterSchema(**form_for(spec)).model_dump(exclude_unset=True)  # as serve sends it
+            update = DeploymentUpdate(parameter_openapi_schema=form, enforce_parameter_schema=True)
+            client.update_deployment(deployment.id, update)
+            done.append(full_name)
+    return done
 
 
 LOGGING_CONFIG = Path(__file__).resolve().parent.parent / "config" / "logging.yml"

@@ -34,6 +34,8 @@ FIELD_TITLES = {
     "until": "Until shop day",
     "window_days": "Orders within days after the mail",
     "include_service": "Also service mails",
+    "watch_minutes": "Keep watching (minutes)",
+    "every_seconds": "Look every (seconds)",
 }
 
 

@@ -18,7 +18,8 @@ from config.settings import Settings, get_settings
 from shopmail.campaigns import Campaign
 from shopmail.mail.rendering import TemplateError
 from shopmail.run.approval import needs_approval
-from shopmail.run.pipeline import MailComposer, Selection, product_lookup
+from shopmail.run.composer import MailComposer
+from shopmail.run.pipeline import Selection, batch_products, product_lookup, sharing_order
 from shopmail.run.run_report import RunReport, redact, redact_tokens
 from shopmail.shop.extract import day_end_utc
 from shopmail.state import ledger, state_db
@@ -113,8 +114,9 @@ def preflight(composer: MailComposer, selection: Selection, sample: int = PREFLI
 
 
 def batches(selection: Selection, size: int, limit: int | None) -> list[list[dict]]:
+    """The send batches: the first `limit` eligible rows, recipients sharing a body side by side."""
     rows = selection.eligible.head(limit) if limit else selection.eligible
-    records = rows.to_dict("records")
+    records = sharing_order(rows).to_dict("records")
     return [records[i : i + size] for i in range(0, len(records), size)]
 
 
@@ -223,7 +225,10 @@ def send_selection(
     record_holdout(spec, selection, report.run_id, state)
     work = batches(selection, settings.send_batch_size, limit)
     futures = send_batch.map(
-        rows=work, campaign=unmapped(spec), products=unmapped(products), run_id=unmapped(report.run_id)
+        rows=work,
+        campaign=unmapped(spec),
+        products=[batch_products(rows, products) for rows in work],
+        run_id=unmapped(report.run_id),
     )
     failed_batches = 0
     for future in futures:

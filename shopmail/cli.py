@@ -574,7 +574,7 @@ def deployments(
 
     if write:
         write.write_text(prefect_yaml(pool), encoding="utf-8")
-        console.print(f"Wrote {write} (work pool '{pool}'); deploy with `prefect deploy --all`.")
+        console.print(f"Wrote {write} (work pool '{pool}'); deploy with `shopmail deploy`.")
         return
     tz = get_settings().timezone
     table = Table("deployment", "schedule", "parameters", "tags", title=f"Deployments (cron in {tz})")
@@ -604,7 +604,31 @@ def serve() -> None:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
     use_quiet_logging()  # no "Finished in state Completed()" per task in the runs' logs
+    from flows.run_names import start_run_namer
+
+    start_run_namer()  # waiting runs get their meaningful names, not random ones, before they start
     prefect_serve(*runner_deployments(), limit=get_settings().workers * 2)
+
+
+@app.command()
+def deploy(
+    prefect_file: Annotated[Path, typer.Option(help="The generated prefect.yaml.")] = Path("prefect.yaml"),
+    forms_only: Annotated[
+        bool, typer.Option("--forms-only", help="Only set the run forms (after your own `prefect deploy`).")
+    ] = False,
+) -> None:
+    """Deploy onto work pools: `prefect deploy --all` from prefect.yaml, then each deployment's run
+    form as `shopmail serve` gives it (needs PREFECT_API_URL and the work pool)."""
+    import subprocess
+
+    from flows.deploy import deploy_to_pools
+
+    try:
+        done = deploy_to_pools(prefect_file, run_prefect_deploy=not forms_only)
+    except (ValueError, subprocess.CalledProcessError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    console.print(f"Run forms set for {len(done)} deployments: {', '.join(done)}")
 
 
 @app.command("sendgrid-sink")

@@ -17,13 +17,13 @@ from sqlalchemy import Engine
 from config.settings import Settings, get_settings
 from shopmail.campaigns import Campaign
 from shopmail.db import get_engine
-from shopmail.mail.rendering import TemplateError
 from shopmail.mailer.base import OutgoingMail, SendResult, SendStatus
 from shopmail.mailer.errors import MailerConfigurationError
 from shopmail.mailer.factory import make_sender
 from shopmail.mailer.throttle import ErrorBudget, run_budget
 from shopmail.redaction import install_log_redaction, redact
-from shopmail.run.pipeline import MailComposer, claim_cap
+from shopmail.run.composer import MailComposer
+from shopmail.run.pipeline import claim_cap
 from shopmail.state import ledger, state_db
 from shopmail.state.coupons import issue_coupons, recorded_coupons
 from shopmail.state.ledger import LedgerEntry
@@ -75,14 +75,9 @@ def with_db_retries(action: Callable[[], T], attempts: int = 5, delay_s: float =
 
 
 def compose_batch(composer: MailComposer, rows: list[dict[str, Any]]) -> tuple[list[OutgoingMail], list[str]]:
-    """Render every row; rows whose data breaks the template are reported, not sent."""
-    mails, errors = [], []
-    for row in rows:
-        try:
-            mails.append(composer.compose(row))
-        except TemplateError as exc:
-            errors.append(f"customer {row['customer_id']}: {exc}")
-    return mails, errors
+    """Render every row (shared bodies where the template allows: `MailComposer.compose_many`);
+    rows whose data breaks the template are reported, not sent."""
+    return composer.compose_many(rows)
 
 
 def batch_composer(

@@ -12,7 +12,8 @@ import pytest
 from config.settings import Settings
 from segments.audiences.abandoned_cart import abandoned_cart_audience, cart_window
 from shopmail.campaigns import load_campaign
-from shopmail.run.pipeline import MailComposer, attach_customers, product_lookup
+from shopmail.run.composer import MailComposer
+from shopmail.run.pipeline import attach_customers, product_lookup
 
 MSK = ZoneInfo("Europe/Moscow")
 AS_OF = date(2026, 11, 23)

@@ -12,7 +12,8 @@ from shopmail.db import get_engine
 from shopmail.devtools.demo_shop import generate_demo_shop
 from shopmail.devtools.sendgrid_sink import validate_mail_send
 from shopmail.mailer.sendgrid_api import sendgrid_payload
-from shopmail.run.pipeline import MailComposer, product_lookup, select_recipients
+from shopmail.run.composer import MailComposer
+from shopmail.run.pipeline import product_lookup, select_recipients
 from shopmail.shop.extract import extract
 from shopmail.state import state_db
 

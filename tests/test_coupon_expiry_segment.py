@@ -11,7 +11,8 @@ import pandas as pd
 from config.settings import Settings
 from segments.audiences.coupon_expiry import coupon_expiry_audience, due_coupons
 from shopmail.campaigns import load_campaign
-from shopmail.run.pipeline import MailComposer, attach_customers, product_lookup
+from shopmail.run.composer import MailComposer
+from shopmail.run.pipeline import attach_customers, product_lookup
 
 MSK = ZoneInfo("Europe/Moscow")
 AS_OF = date(2026, 11, 23)  # + 3 days = 2026-11-26

@@ -71,6 +71,8 @@ class Scenario:
     activity_lag_s: float = 0.0
     seed: int = 3
     max_reruns: int = 6
+    kill_after: tuple[int, int] = (2, 10)  # requests seen at the server before a kill, at random
+    scripted: tuple[int | str, ...] = ()  # faults of the first requests (`SinkStore.fail_next`)
 
 
 @dataclass
@@ -84,6 +86,7 @@ class Outcome:
     stats: dict[str, Any]
     webhook_duplicates: int
     reruns: int
+    largest_request: int  # personalizations in the largest accepted request
 
     @property
     def duplicates(self) -> int:
@@ -146,7 +149,7 @@ def _kill_and_rerun(env: dict[str, str], sink, state, sc: Scenario) -> tuple[int
     rng = random.Random(sc.seed)
     kills = 0
     while kills < sc.kills:
-        target = sink.store.requests + rng.randint(2, 10)
+        target = sink.store.requests + rng.randint(*sc.kill_after)
         run = _run(env)
         deadline = time.monotonic() + 120
         while sink.store.requests < target and run.poll() is None and time.monotonic() < deadline:
@@ -206,6 +209,7 @@ def run_scenario(settings: Settings, sc: Scenario) -> Outcome:
         sink.store.activity_rate_per_min = sc.activity_rate_per_min
         sink.store.activity_lag_s = sc.activity_lag_s
         assert httpx.put(f"{sink.url}/sink/faults", json=sc.faults, headers=sink.auth).status_code == 200
+        sink.store.fail_next.extend(sc.scripted)
         env = _env(settings, sink.url, sc)
         if sc.webhook:
             app_settings = settings.model_copy(
@@ -238,6 +242,7 @@ def run_scenario(settings: Settings, sc: Scenario) -> Outcome:
             stats=stats,
             webhook_duplicates=sink.store.webhook.duplicates,
             reruns=reruns,
+            largest_request=max((m.count for m in sink.store.messages), default=0),
         )
     print(
         f"mails={outcome.mails} kills={kills} reruns={reruns} doubt_keys={len(outcome.doubt_keys)} "
@@ -272,3 +277,30 @@ def test_without_webhook_and_activity_duplicates_stay_within_the_documented_boun
     # copies not explained by a lost answer (each doubt resent once) come only from the crashes
     unexplained = sum(max(0, n - 1 - out.doubt_keys[k]) for k, n in out.keys.items())
     assert unexplained <= out.kills * sc.tasks_at_once * sc.batch
+
+
+def test_1000_recipient_requests_lost_answers_and_kills_exactly_once(
+    prefect_harness, settings: Settings
+) -> None:
+    """Render once, 1,000 recipients per request: a request's fate is all of its recipients' (a lost
+    answer puts 1,000 mails in doubt at once); kills and reruns still give every customer one mail."""
+    faults = {**FAULTS, "rate_accept_drop": 0.1, "rate_500": 0.1, "rate_drop": 0.05, "seed": 5}
+    sc = Scenario(
+        webhook=True,
+        customers=3600,
+        batch=1000,
+        kills=2,
+        kill_after=(1, 2),
+        faults=faults,
+        scripted=("accept_drop", "accept_drop", 500),  # two requests' answers lost, the next refused
+        seed=7,
+    )
+    out = run_scenario(settings, sc)
+    assert out.mails > 2000
+    assert out.largest_request >= 900  # requests really carry ~1,000 recipients
+    # whole multi-recipient requests' answers were lost (which requests come first is up to the threads)
+    assert len(out.doubt_keys) >= 200
+    assert out.kills >= 1
+    assert set(out.customers_at_sink) == out.sent_customers and len(out.sent_customers) == out.mails
+    assert out.losses == 0
+    assert out.duplicates == 0

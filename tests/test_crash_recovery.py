@@ -127,7 +127,8 @@ def test_mails_accepted_before_a_crash_are_confirmed_not_resent(
     from flows.campaign import campaign_flow
     from shopmail.campaigns import get_campaign
     from shopmail.mailer.factory import make_sender
-    from shopmail.run.pipeline import MailComposer, product_lookup, select_recipients
+    from shopmail.run.composer import MailComposer
+    from shopmail.run.pipeline import product_lookup, select_recipients
     from shopmail.shop.extract import extract
 
     generate_demo_shop(settings.shop_url_resolved, customers=3000, seed=5, today=AS_OF)

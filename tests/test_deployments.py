@@ -16,6 +16,7 @@ from flows.deploy import (
     DAILY_ENTRYPOINT,
     POLLER_ENTRYPOINT,
     deployment_specs,
+    pool_specs,
     prefect_yaml,
     runner_deployments,
     served_specs,
@@ -90,8 +91,12 @@ def test_committed_prefect_yaml_matches_the_registry() -> None:
     assert committed == prefect_yaml(), "regenerate: shopmail deployments --write prefect.yaml"
     document = yaml.safe_load(committed)
     names = {d["name"] for d in document["deployments"]}
-    assert names == {s.name for s in deployment_specs()}
+    assert names == {s.name for s in pool_specs()} == {s.name for s in deployment_specs()} | {"run-names"}
     assert all(d["work_pool"]["name"] == "shopmail" for d in document["deployments"])
+    # the flow's own form offers campaign titles: the server would refuse a campaign id until
+    # `shopmail deploy` sets the deployment's form (and enforces it again)
+    for d in document["deployments"]:
+        assert d.get("enforce_parameter_schema", True) is ("campaign" not in d["parameters"]), d["name"]
 
 
 def test_poll_cron_setting_schedules_the_poller_everywhere(

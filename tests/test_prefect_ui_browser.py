@@ -154,7 +154,8 @@ def test_marketer_runs_a_dry_run_from_the_form_and_rejects_a_send(
                 )
                 run = _final_run(api, run_id)
                 assert run["state_type"] == "COMPLETED", log_tail(log)
-                assert run["name"] == f"new_arrivals-women-{AS_OF.isoformat()}-dry-run"  # not a random name
+                named = f"new_arrivals-women-{AS_OF.isoformat()}-dry-run"  # not a random name
+                assert run["name"] == named, (run["parameters"], log_tail(log))
                 report = _artifact(api, run_id, "campaign-new-arrivals")
                 page.goto(f"{base}/artifacts/artifact/{report['id']}")
                 page.get_by_text("Would send").first.wait_for(timeout=60_000)

@@ -357,16 +357,32 @@ RULES: list[tuple[str, Callable[[Payload], object], str, str]] = [
         "key/value pairs",
     ),
     (
-        "at most 10,000 substitutions",
-        lambda p: p0(p).update(substitutions={f"-{i}-": "" for i in range(10_001)}),
-        "personalizations.0.substitutions",
+        "at most 10,000 substitutions per request",
+        lambda p: p.update(
+            personalizations=[
+                {"to": [r], "substitutions": {f"-{k}-": "" for k in range(11)}} for r in recipients(1000)
+            ]
+        ),
+        f"personalizations.{10_000 // 11}.substitutions",  # the one whose keys pass 10,000
         "limited to 10,000 substitutions",
     ),
     (
-        "substitutions under 10,000 bytes",
-        lambda p: p0(p).update(substitutions={"-a-": "x" * 9990}),
+        "at most 150 substitutions per personalization",
+        lambda p: p0(p).update(substitutions={f"-{i}-": "" for i in range(151)}),
+        "personalizations.0.substitutions",
+        "limited to 150 items per personalization block",
+    ),
+    (
+        "substitutions (keys + values) at most 10,000 bytes",
+        lambda p: p0(p).update(substitutions={"-a-": "x" * 9998}),
         "personalizations.0.substitutions",
         "may not exceed 10,000 bytes per personalization object",
+    ),
+    (
+        "no substitutions with a dynamic template",
+        lambda p: (p.update(template_id="d-123"), p0(p).update(substitutions={"-a-": "A"})),
+        "personalizations.0.substitutions",
+        "Substitutions may not be used with dynamic templating",
     ),
     # categories
     (

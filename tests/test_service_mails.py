@@ -16,7 +16,8 @@ from segments.audiences.registry import build_audience
 from segments.audiences.welcome import welcome_audience
 from segments.service_window import event_window, in_window
 from shopmail.campaigns import load_campaign
-from shopmail.run.pipeline import MailComposer, attach_customers
+from shopmail.run.composer import MailComposer
+from shopmail.run.pipeline import attach_customers
 from shopmail.run.run_report import RunReport, redact_tokens
 
 MSK = ZoneInfo("Europe/Moscow")

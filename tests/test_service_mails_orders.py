@@ -16,7 +16,8 @@ from segments.audiences.registry import build_audience
 from segments.audiences.review_request import review_request_audience
 from segments.service_window import event_window
 from shopmail.campaigns import load_campaign
-from shopmail.run.pipeline import MailComposer, attach_customers, product_lookup
+from shopmail.run.composer import MailComposer
+from shopmail.run.pipeline import attach_customers, product_lookup
 
 MSK = ZoneInfo("Europe/Moscow")
 AS_OF = date(2026, 11, 23)  # the local day is [2026-11-22 21:00, 2026-11-23 21:00) UTC

@@ -4,13 +4,18 @@ It validates payloads with SendGrid's documented rules (`sink_rules`: same statu
 `{"errors": [...]}` bodies) and stores accepted mails in a `SinkStore`. Endpoints:
 
 - `POST /v3/mail/send`, `GET /v3/messages?query=...` (Email Activity lookup): Bearer auth;
-- `GET|DELETE /sink/messages`: the stored requests as JSON / forget them;
+- `GET|DELETE /sink/messages`: the stored requests as JSON, as sent / forget them;
+- `GET /sink/mails?message_id=&offset=&limit=`: the mails recipients get, one per personalization,
+  with its `substitutions` applied (`sink_page.delivered_mail`); oldest first, at most 1,000 a page;
 - `GET|PUT|PATCH /sink/faults`: injected 429/500/503/timeouts/dropped connections, accepted mails
   whose answer is lost (`accept_drop`, `accept_stall`) (`Faults`);
 - `GET|PATCH /sink/feedback`: the signed event webhook (`sink_webhook`: url, delay, jitter,
   duplicates; its public key) and the Email Activity API's rate limit and lag;
 - `GET /sink/stats`: request, fault and per-`shopmail_key` counts;
-- `GET /sink`, `GET /sink/messages/{id}`: HTML pages to read the mails.
+- `GET /sink`, `GET /sink/messages/{id}[.{index}]`: HTML pages to read the mails (recipient `index`'s).
+
+A request is stored once, as parsed (one shared body for its up to 1,000 personalizations); each
+recipient's mail is made when read, so storing costs nothing per personalization.
 
 `/sink/*` answers only requests carrying the store's `access_key` (the API key, else a random key
 printed at start): `Authorization: Bearer <key>`, or in a browser the cookie `/sink?key=<key>` sets.
@@ -63,6 +68,7 @@ from shopmail.devtools.sink_page import (
     LOGIN_HEADERS,
     PAGE_HEADERS,
     QueryError,
+    delivered_mail,
     find_messages,
     render_index,
     render_login,
@@ -81,6 +87,7 @@ from shopmail.devtools.sink_webhook import WebhookConfig, WebhookEmitter, config
 
 MAX_BODY_BYTES = 30 * 1024 * 1024
 MAX_ACTIVITY_LIMIT = 1000
+MAX_MAILS_PAGE = 1000
 MESSAGE_KEY_ARG = "shopmail_key"
 MSG_TOO_LARGE = "The JSON payload you have included in your request is too large."
 MSG_INVALID_UTF8 = "Invalid UTF8 in request"
@@ -104,6 +111,19 @@ class ReceivedMail:
             "received_at": self.received_at,
             "payload": self.payload,
         }
+
+    @property
+    def count(self) -> int:
+        """How many mails (personalizations) the request holds."""
+        return len(self.payload["personalizations"])
+
+    def mail(self, index: int) -> dict[str, Any]:
+        """The mail of personalization `index` as its recipients get it (substitutions applied)."""
+        return delivered_mail(self, index)
+
+    def mails(self) -> Iterator[dict[str, Any]]:
+        """Every recipient's mail, in personalization order, made one at a time."""
+        return (delivered_mail(self, i) for i in range(self.count))
 
 
 @dataclass
@@ -408,6 +428,30 @@ async def _slow(store: SinkStore) -> None:
         await asyncio.sleep(store.faults.slow_ms / 1000)
 
 
+def _paging(request: Request, default_limit: int) -> tuple[int, int]:
+    """`offset` (>= 0) and `limit` (1 to `MAX_MAILS_PAGE`) of a paged `/sink/*` request."""
+    offset_arg = request.query_params.get("offset", "0")
+    limit_arg = request.query_params.get("limit", str(default_limit))
+    if not offset_arg.isdigit():
+        raise ValueError("offset must be an integer >= 0")
+    if not limit_arg.isdigit() or not 1 <= int(limit_arg) <= MAX_MAILS_PAGE:
+        raise ValueError(f"limit must be an integer between 1 and {MAX_MAILS_PAGE}")
+    return int(offset_arg), int(limit_arg)
+
+
+def mails_page(requests: Iterable[ReceivedMail], offset: int, limit: int) -> dict[str, Any]:
+    """Recipients' mails `offset` to `offset + limit` over `requests` (only those are made) and
+    how many mails the requests hold in all."""
+    page: list[dict[str, Any]] = []
+    total = 0
+    for request in requests:
+        first = max(offset - total, 0)
+        last = min(offset + limit - total, request.count)
+        page.extend(request.mail(i) for i in range(first, last))
+        total += request.count
+    return {"total": total, "offset": offset, "mails": page}
+
+
 def _json_body(body: bytes) -> tuple[Any, tuple[int, str] | None]:
     """The request's JSON, or the (status, message) SendGrid answers: 415 for bytes that are not
     UTF-8, 400 for anything that is not JSON."""
@@ -500,6 +544,17 @@ def create_app(
     async def list_messages(request: Request) -> Response:
         return JSONResponse([m.as_json() for m in store.messages])
 
+    async def list_mails(request: Request) -> Response:
+        """The mails recipients get (`?message_id=` one request's), `offset`/`limit` paged."""
+        try:
+            offset, limit = _paging(request, default_limit=100)
+        except ValueError as exc:
+            return _errors(400, [sg_error(str(exc))], {})
+        message_id = request.query_params.get("message_id")
+        mails = store.messages if message_id is None else [m for m in [store.get(message_id)] if m]
+        page = await run_in_threadpool(mails_page, mails, offset, limit)
+        return JSONResponse(page)
+
     async def clear_messages(request: Request) -> Response:
         return JSONResponse({"deleted": store.clear()})
 
@@ -564,11 +619,12 @@ def create_app(
     async def message_page(request: Request) -> Response:
         if not sink_access(request, store):
             return HTMLResponse(render_login(), status_code=401, headers=LOGIN_HEADERS)
-        message_id = request.path_params["message_id"].split(".")[0]  # an activity msg_id works too
+        message_id, _, index = request.path_params["message_id"].partition(".")  # an activity msg_id
         mail = store.get(message_id)
-        if mail is None:
+        number = int(index) if index.isdigit() else 0
+        if mail is None or number >= mail.count:
             return HTMLResponse("<p>No such mail. <a href='/sink'>All mails</a></p>", status_code=404)
-        return HTMLResponse(render_message(mail), headers=PAGE_HEADERS)
+        return HTMLResponse(render_message(mail, number), headers=PAGE_HEADERS)
 
     app = Starlette(
         routes=[
@@ -577,6 +633,7 @@ def create_app(
             Route("/sink/messages", guarded(list_messages), methods=["GET"]),
             Route("/sink/messages", guarded(clear_messages), methods=["DELETE"]),
             Route("/sink/messages/{message_id}", message_page, methods=["GET"]),
+            Route("/sink/mails", guarded(list_mails), methods=["GET"]),
             Route("/sink/faults", guarded(faults), methods=["GET", "PUT", "PATCH"]),
             Route("/sink/stats", guarded(stats), methods=["GET"]),
             Route("/sink/feedback", guarded(feedback), methods=["GET", "PATCH"]),

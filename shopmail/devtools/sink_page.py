@@ -1,15 +1,21 @@
-"""Read-side views of the local SendGrid sink: the Email Activity query and the HTML mail pages.
+"""Read-side views of the local SendGrid sink: the mails recipients get, the Email Activity query
+and the HTML mail pages.
 
 Every accepted personalization is one "message" here, as in SendGrid's Email Activity API:
 `msg_id` `<X-Message-Id>.<index>`, the first `to` address, its subject and its `unique_args`
 (the request's `custom_args` merged with the personalization's).
+
+A request is stored once, as sent (one shared body for up to 1,000 personalizations); the mail a
+recipient gets (`delivered_mail`) is made when it is read, by applying the personalization's legacy
+`substitutions` as SendGrid does (`substitute`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import DictLoader, Environment
@@ -33,15 +39,97 @@ def unique_args(payload: dict[str, Any], personalization: dict[str, Any]) -> dic
     return merged
 
 
-def activity_rows(mail: ReceivedMail) -> Iterator[Row]:
-    """One Email Activity entry per personalization of an accepted request."""
+# --- substitutions: the mail each recipient gets ---------------------------------------------------
+
+
+@lru_cache(maxsize=1024)
+def _tag_pattern(keys: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One captured alternation of the keys, longest first (so a key that starts another never
+    wins over it); None when there is no non-empty key."""
+    ordered = sorted((k for k in keys if k), key=len, reverse=True)
+    return re.compile("(" + "|".join(map(re.escape, ordered)) + ")") if ordered else None
+
+
+@lru_cache(maxsize=256)
+def _segments(text: str, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """`text` cut at its tags: literal, tag, literal, ..., tag, literal. A shared body is cut once
+    and every recipient's mail is a join of these (the cache key is the very string, hashed once)."""
+    pattern = _tag_pattern(keys)
+    return tuple(pattern.split(text)) if pattern is not None else (text,)
+
+
+def substitute(text: str, substitutions: Mapping[str, str] | None) -> str:
+    """`text` with every substitution key replaced by its value, in one pass: a value is never
+    scanned again, so a key inside another key's value stays as it is (SendGrid's legacy tags)."""
+    if not substitutions or not text:
+        return text
+    parts = list(_segments(text, tuple(substitutions)))
+    if len(parts) == 1:
+        return text
+    parts[1::2] = [substitutions[tag] for tag in parts[1::2]]
+    return "".join(parts)
+
+
+def _substituted_address(entry: Any, substitutions: Mapping[str, str] | None) -> Any:
+    if not substitutions or not isinstance(entry, dict):
+        return entry
+    return {k: substitute(v, substitutions) if isinstance(v, str) else v for k, v in entry.items()}
+
+
+def personalized_subject(payload: dict[str, Any], index: int) -> str | None:
+    """The subject recipient `index` sees: the personalization's (else the request's), substituted."""
+    p = payload["personalizations"][index]
+    subject = p.get("subject") or payload.get("subject")
+    return substitute(subject, p.get("substitutions")) if isinstance(subject, str) else subject
+
+
+def delivered_mail(mail: ReceivedMail, index: int) -> dict[str, Any]:
+    """The mail personalization `index` of an accepted request becomes, as its recipients get it.
+
+    The personalization's `substitutions` are applied where SendGrid documents them: the subject,
+    every content block (text/plain, text/html, ...) and `reply_to` / `reply_to_list`. Not in
+    headers, custom args or categories (SendGrid documents no substitution there)."""
+    payload = mail.payload
+    p = payload["personalizations"][index]
+    subs = p.get("substitutions") or None
+    content = [
+        {**block, "value": substitute(block["value"], subs)} if subs else block
+        for block in payload.get("content") or []
+    ]
+    reply_to_list = payload.get("reply_to_list")
+    return {
+        "msg_id": f"{mail.message_id}.{index}",
+        "message_id": mail.message_id,
+        "received_at": mail.received_at,
+        "to": p["to"],
+        "cc": p.get("cc") or [],
+        "bcc": p.get("bcc") or [],
+        "from": p.get("from") or payload.get("from"),
+        "reply_to": _substituted_address(payload.get("reply_to"), subs),
+        "reply_to_list": [_substituted_address(e, subs) for e in reply_to_list] if reply_to_list else None,
+        "subject": personalized_subject(payload, index),
+        "content": content,
+        "headers": {**(payload.get("headers") or {}), **(p.get("headers") or {})},
+        "custom_args": unique_args(payload, p),
+        "categories": payload.get("categories") or [],
+        "send_at": p.get("send_at", payload.get("send_at")),
+        "template_id": payload.get("template_id"),
+    }
+
+
+# --- the Email Activity API ----------------------------------------------------------------------
+
+
+def activity_rows(mail: ReceivedMail, subjects: bool = True) -> Iterator[Row]:
+    """One Email Activity entry per personalization of an accepted request (`subjects=False`: the
+    substituted subject is left for the caller to fill in, see `find_messages`)."""
     payload = mail.payload
     sender = (payload.get("from") or {}).get("email")
     for i, p in enumerate(payload["personalizations"]):
         yield {
             "from_email": sender,
             "msg_id": f"{mail.message_id}.{i}",
-            "subject": p.get("subject") or payload.get("subject"),
+            "subject": personalized_subject(payload, i) if subjects else None,
             "to_email": p["to"][0]["email"],
             "status": "delivered",
             "opens_count": 0,
@@ -183,12 +271,16 @@ def parse_query(query: str) -> Predicate:
 
 
 def find_messages(mails: Iterable[ReceivedMail], query: str, limit: int) -> list[Row]:
-    """The first `limit` activity entries matching `query`, oldest first."""
+    """The first `limit` activity entries matching `query`, oldest first. Subjects are substituted
+    for every row only when the query reads them, else only for the rows returned."""
     predicate = parse_query(query)
+    eager = ("field", "subject") in _tokenize(query)
     found: list[Row] = []
     for mail in mails:
-        for row in activity_rows(mail):
+        for i, row in enumerate(activity_rows(mail, subjects=eager)):
             if predicate(row):
+                if not eager:
+                    row["subject"] = personalized_subject(mail.payload, i)
                 found.append(row)
                 if len(found) >= limit:
                     return found
@@ -227,7 +319,9 @@ shown{% endif %}. JSON: <a href="/sink/messages">/sink/messages</a>,
 <h2>Recipients ({{ personalizations|length }}{% if hidden %} of {{ personalizations|length + hidden }}
 {%- endif %})</h2>
 <table><tr><th>#</th><th>To</th><th>Subject</th><th>Custom args</th><th>Headers</th></tr>
-{% for p in personalizations %}<tr><td>{{ loop.index0 }}</td><td>{{ p.to }}</td><td>{{ p.subject }}</td>
+{% for p in personalizations %}<tr>
+<td><a href="/sink/messages/{{ p.msg_id | urlencode }}">{{ loop.index0 }}</a></td>
+<td>{{ p.to }}</td><td>{{ p.subject }}</td>
 <td>{{ p.custom_args }}</td><td>{{ p.headers }}</td></tr>{% endfor %}</table>
 {% for block in content %}<h2>{{ block.type }}</h2>
 {% if block.type == "text/html" %}<iframe sandbox srcdoc="{{ block.value }}" title="HTML part"></iframe>
@@ -267,7 +361,7 @@ def _addresses(entries: Any) -> str:
 
 
 def render_index(mails: Sequence[ReceivedMail]) -> str:
-    """The list of received requests, newest first."""
+    """The list of received requests, newest first (subject: as the first recipient sees it)."""
     rows = []
     for mail in list(reversed(mails))[:MAX_LISTED]:
         payload = mail.payload
@@ -278,43 +372,47 @@ def render_index(mails: Sequence[ReceivedMail]) -> str:
                 "time": utc_iso(mail.received_at).replace("T", " ").rstrip("Z"),
                 "to": _addresses(first.get("to")),
                 "more": len(payload["personalizations"]) - 1,
-                "subject": first.get("subject") or payload.get("subject") or "",
+                "subject": personalized_subject(payload, 0) or "",
                 "campaign": unique_args(payload, first).get("campaign", ""),
             }
         )
     return _env.get_template("index.html").render(mails=rows, total=len(mails))
 
 
-def render_message(mail: ReceivedMail) -> str:
-    """One request: headers, recipients, the text part and the HTML part in a sandboxed iframe."""
+def render_message(mail: ReceivedMail, index: int = 0) -> str:
+    """One request as recipient `index` gets it (substitutions applied): headers, the recipients
+    (each links to its own mail), the text part and the HTML part in a sandboxed iframe."""
     payload = mail.payload
-    sender, reply_to = payload.get("from") or {}, payload.get("reply_to") or {}
+    delivered = delivered_mail(mail, index)
+    sender, reply_to = delivered["from"] or {}, delivered["reply_to"] or {}
     headers = [
         ("Message-Id", mail.message_id),
+        ("Activity msg_id", delivered["msg_id"]),
         ("Received", utc_iso(mail.received_at)),
         ("From", f"{sender.get('name', '')} <{sender.get('email', '')}>".strip()),
+        ("To", _addresses(delivered["to"])),
         ("Reply-To", reply_to.get("email", "")),
-        ("Subject", payload.get("subject", "")),
-        ("Categories", ", ".join(payload.get("categories") or [])),
-        ("Custom args", _pairs(payload.get("custom_args"))),
-        ("Headers", _pairs(payload.get("headers"))),
+        ("Categories", ", ".join(delivered["categories"])),
+        ("Custom args", _pairs(delivered["custom_args"])),
+        ("Headers", _pairs(delivered["headers"])),
         ("Template", payload.get("template_id", "")),
     ]
     personalizations = [
         {
+            "msg_id": f"{mail.message_id}.{i}",
             "to": ", ".join(filter(None, (_addresses(p.get(k)) for k in ("to", "cc", "bcc")))),
-            "subject": p.get("subject", ""),
+            "subject": personalized_subject(payload, i) or "",
             "custom_args": _pairs(p.get("custom_args")),
             "headers": _pairs(p.get("headers")),
         }
-        for p in payload["personalizations"][:MAX_RECIPIENTS_SHOWN]
+        for i, p in enumerate(payload["personalizations"][:MAX_RECIPIENTS_SHOWN])
     ]
     return _env.get_template("message.html").render(
-        subject=payload.get("subject") or personalizations[0]["subject"] or "(no subject)",
+        subject=delivered["subject"] or "(no subject)",
         headers=[(name, value) for name, value in headers if value],
         personalizations=personalizations,
         hidden=len(payload["personalizations"]) - len(personalizations),
-        content=[b for b in payload.get("content") or [] if isinstance(b, dict)],
+        content=[b for b in delivered["content"] if isinstance(b, dict)],
     )
 
 

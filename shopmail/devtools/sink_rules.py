@@ -26,8 +26,21 @@ MAX_REPLY_TO_LIST = 1000
 MAX_CATEGORIES = 10
 MAX_CATEGORY_LENGTH = 255
 MAX_CUSTOM_ARGS_BYTES = 10_000  # global + personalization custom_args, merged, per personalization
-MAX_SUBSTITUTIONS = 10_000
-MAX_SUBSTITUTION_BYTES = 10_000  # "may not exceed", and the limitations page: "less than"
+# Substitutions (legacy `personalizations[].substitutions`). Sources:
+# - API reference (twilio/sendgrid-oai `tsg_mail_v3.json`, https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send):
+#   "The key/value pairs must be strings ... The total collective size of your substitutions may not
+#   exceed 10,000 bytes per personalization object"; "should not be used in combination with a
+#   Dynamic Transactional Template ... `template_id` starting with `d-`";
+# - errors page (https://www.twilio.com/docs/sendgrid/api-reference/mail-send/errors, and the older
+#   sendgrid/docs `errors.md`): "You are limited to 10,000 substitutions." ("You may not make more
+#   than 10,000 substitutions per request"), "Substitutions are limited to 150 items per
+#   personalization block.";
+# - SendGrid's answer to substitutions with a `d-` template, as reported in sendgrid/sendgrid-java#549,
+#   sendgrid/sendgrid-php#659: 400 "Substitutions may not be used with dynamic templating",
+#   field `personalizations.N.substitutions`.
+MAX_SUBSTITUTIONS = 10_000  # per request: all personalizations together
+MAX_SUBSTITUTIONS_PER_PERSONALIZATION = 150
+MAX_SUBSTITUTION_BYTES = 10_000  # per personalization, keys + values in UTF-8 ("may not exceed")
 MAX_ASM_GROUPS_TO_DISPLAY = 25
 MAX_SCHEDULE_AHEAD_S = 72 * 3600
 RESERVED_HEADERS = frozenset(
@@ -98,6 +111,8 @@ MSG_TOO_MANY_SUBSTITUTIONS = "You are limited to 10,000 substitutions."
 MSG_SUBSTITUTIONS_SIZE = (
     "The total collective size of your substitutions may not exceed 10,000 bytes per personalization object."
 )
+MSG_SUBSTITUTIONS_ITEMS = "Substitutions are limited to 150 items per personalization block."
+MSG_SUBSTITUTIONS_DYNAMIC = "Substitutions may not be used with dynamic templating"
 MSG_CATEGORIES_TYPE = "Categories must be an array of strings."
 MSG_BAD_CATEGORIES = "The categories must be an array of non-empty strings."
 MSG_TOO_MANY_CATEGORIES = (
@@ -321,19 +336,61 @@ def _check_name(entry: dict[str, Any], field: str, errors: list[SendGridError], 
         errors.append(sg_error(MSG_NAME_SEPARATORS.format(kind=kind), f"{field}.name"))
 
 
-def _check_substitutions(value: Any, field: str, errors: list[SendGridError]) -> None:
+def substitution_bytes_over(substitutions: dict[str, str], limit: int) -> bool:
+    """Whether the substitutions' keys and values together take more than `limit` UTF-8 bytes.
+
+    Our reading of "the total collective size of your substitutions": the bytes of every key and
+    every value, without JSON quoting or separators (a UTF-8 character takes at most 4 bytes, so the
+    usual small maps are decided from their lengths alone)."""
+    chars = sum(len(k) + len(v) for k, v in substitutions.items())
+    if 4 * chars <= limit:
+        return False
+    return sum(_utf8_len(k) + _utf8_len(v) for k, v in substitutions.items()) > limit
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _check_substitutions(value: Any, field: str, errors: list[SendGridError], dynamic: bool) -> None:
+    """One personalization's `substitutions` (the per-request count: `_check_substitution_count`)."""
     if value is None:
         return
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         errors.append(sg_error(MSG_SUBSTITUTIONS, field))
-    elif len(value) > MAX_SUBSTITUTIONS:
-        errors.append(sg_error(MSG_TOO_MANY_SUBSTITUTIONS, field))
-    elif json_size_over(value, MAX_SUBSTITUTION_BYTES - 1):
+        return
+    if dynamic:
+        errors.append(sg_error(MSG_SUBSTITUTIONS_DYNAMIC, field))
+    if len(value) > MAX_SUBSTITUTIONS_PER_PERSONALIZATION:
+        errors.append(sg_error(MSG_SUBSTITUTIONS_ITEMS, field))
+    if substitution_bytes_over(value, MAX_SUBSTITUTION_BYTES):
         errors.append(sg_error(MSG_SUBSTITUTIONS_SIZE, field))
 
 
+def _check_substitution_count(personalizations: list[Any], errors: list[SendGridError]) -> None:
+    """At most 10,000 substitutions per request, reported at the personalization that passes it."""
+    total = 0
+    for i, p in enumerate(personalizations):
+        subs = p.get("substitutions") if isinstance(p, dict) else None
+        total += len(subs) if isinstance(subs, dict) else 0
+        if total > MAX_SUBSTITUTIONS:
+            errors.append(sg_error(MSG_TOO_MANY_SUBSTITUTIONS, f"personalizations.{i}.substitutions"))
+            return
+
+
+def is_dynamic_template(payload: dict[str, Any]) -> bool:
+    """Whether the request names a dynamic transactional template (`template_id` `d-...`)."""
+    template_id = payload.get("template_id")
+    return isinstance(template_id, str) and template_id.startswith("d-")
+
+
 def _check_personalization(
-    p: Any, i: int, errors: list[SendGridError], now: float, global_args: dict[str, str] | None
+    p: Any,
+    i: int,
+    errors: list[SendGridError],
+    now: float,
+    global_args: dict[str, str] | None,
+    dynamic: bool = False,
 ) -> int:
     """Validate one personalization; return its recipient count (to + cc + bcc)."""
     field = f"personalizations.{i}"
@@ -377,7 +434,7 @@ def _check_personalization(
     if merged and json_size_over(merged, MAX_CUSTOM_ARGS_BYTES):
         errors.append(sg_error(MSG_CUSTOM_ARGS_SIZE, f"{field}.custom_args"))
     _check_headers(p.get("headers"), f"{field}.headers", errors, personalization=True)
-    _check_substitutions(p.get("substitutions"), f"{field}.substitutions", errors)
+    _check_substitutions(p.get("substitutions"), f"{field}.substitutions", errors, dynamic)
     data = p.get("dynamic_template_data")
     if data is not None and not isinstance(data, dict):
         errors.append(wrong_type("object", data, f"{field}.dynamic_template_data"))
@@ -623,11 +680,14 @@ def validate_mail_send(payload: Any, now: float | None = None) -> list[SendGridE
     global_args = _string_map(payload.get("custom_args"), "custom_args", errors)
     if global_args and json_size_over(global_args, MAX_CUSTOM_ARGS_BYTES):
         errors.append(sg_error(MSG_CUSTOM_ARGS_SIZE, "custom_args"))
+    dynamic = is_dynamic_template(payload)
     recipients = sum(
-        _check_personalization(p, i, errors, now, global_args) for i, p in enumerate(personalizations)
+        _check_personalization(p, i, errors, now, global_args, dynamic)
+        for i, p in enumerate(personalizations)
     )
     if recipients > MAX_RECIPIENTS:
         errors.append(sg_error(MSG_TOO_MANY_RECIPIENTS, "personalizations"))
+    _check_substitution_count(personalizations, errors)
     _check_sender(payload, errors)
     _check_subject(payload, personalizations, errors)
     _check_content(payload.get("content"), _has_template(payload), errors)

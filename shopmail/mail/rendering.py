@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,8 @@ class Renderer:
         self.default_language = default_language
         self._cache: dict[tuple[str, str], Any] = {}
         self._blocks: dict[tuple, str] = {}
+        # shared renders of render-once groups, kept for the next batches (shopmail/run/composer.py)
+        self.shared_bodies: dict[tuple, Any] = {}
         self.env.globals["product_block"] = self._product_block_global()
 
     def _product_block_global(self) -> Any:
@@ -183,3 +187,28 @@ class Renderer:
         except Exception as exc:
             raise TemplateError(f"{self.template}/{lang}: {type(exc).__name__}: {exc}") from exc
         return RenderedMail(" ".join(subject.split()), html, text.strip() + "\n")
+
+
+def _folder_signature(folder: Path, template: str) -> tuple[int, ...]:
+    """Changes when any file of the campaign's templates, layouts or partials changes."""
+    stamps: list[int] = []
+    for sub in (template, "_layouts", "_partials"):
+        for root, _dirs, files in os.walk(folder / sub):
+            stamps.extend(os.stat(os.path.join(root, f)).st_mtime_ns for f in files)
+    return (len(stamps), max(stamps, default=0), sum(stamps))
+
+
+@lru_cache(maxsize=32)
+def _cached_renderer(
+    template: str, folder: Path, default_language: str, currency: str, _signature: tuple[int, ...]
+) -> Renderer:
+    return Renderer(template, folder, default_language, currency)
+
+
+def renderer_for(
+    template: str, folder: Path = TEMPLATES_DIR, default_language: str = "ru", currency: str = "RUB"
+) -> Renderer:
+    """A `Renderer` shared by every batch of a process (templates compiled once, not per batch),
+    renewed when a template file changes (a long-running `shopmail serve` sees edits)."""
+    folder = Path(folder)
+    return _cached_renderer(template, folder, default_language, currency, _folder_signature(folder, template))

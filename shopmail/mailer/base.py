@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import lru_cache
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs 1.3 µs more per mail; treat it as immutable
 class OutgoingMail:
-    """One fully rendered mail to one recipient.
+    """One fully rendered mail to one recipient (treated as immutable: derive with `replace`).
 
     `message_key` is the ledger key (deterministic per campaign, occasion and customer):
     providers use it to make a resend of the same mail idempotent where they can.
@@ -36,6 +37,52 @@ class OutgoingMail:
     # False: the provider must not rewrite links for click tracking (links that carry a secret, e.g. a
     # password-reset token, must reach the customer untouched); campaign files set it (`click_tracking`)
     click_tracking: bool = True
+    # per-recipient values of a shared body (render once, personalize per recipient): each key found
+    # in subject, HTML or text is replaced by its value, one pass, as SendGrid applies personalization
+    # substitutions; providers without substitutions deliver `personalized()`
+    substitutions: dict[str, str] = field(default_factory=dict)
+
+    def personalized(self) -> OutgoingMail:
+        """The mail as its recipient receives it: substitutions applied, none left."""
+        if not self.substitutions:
+            return self
+        subs, keys = self.substitutions, tuple(sorted(self.substitutions))
+        return replace(
+            self,
+            subject=_substituted(self.subject, subs, keys),
+            html=_substituted(self.html, subs, keys),
+            text=_substituted(self.text, subs, keys),
+            substitutions={},
+        )
+
+
+@lru_cache(maxsize=64)
+def _keys_pattern(keys: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("(" + "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True)) + ")")
+
+
+@lru_cache(maxsize=256)
+def _segments(text: str, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """`text` split around the keys: literal, key, literal, ..., literal (cached: the mails of a
+    shared body hold the same string, so it is split once)."""
+    return tuple(_keys_pattern(keys).split(text))
+
+
+def apply_substitutions(text: str, substitutions: Mapping[str, str]) -> str:
+    """`text` with each key of `substitutions` replaced by its value in one pass (longest key first
+    where keys overlap; a value is never scanned again): SendGrid's substitution rule."""
+    if not substitutions or not text:
+        return text
+    return _substituted(text, substitutions, tuple(sorted(substitutions)))
+
+
+def _substituted(text: str, substitutions: Mapping[str, str], keys: tuple[str, ...]) -> str:
+    parts = _segments(text, keys)
+    if len(parts) == 1:
+        return text
+    pieces = list(parts)
+    pieces[1::2] = [substitutions[key] for key in parts[1::2]]
+    return "".join(pieces)
 
 
 _EMAIL_RE = re.compile(

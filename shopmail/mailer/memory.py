@@ -64,7 +64,7 @@ class InMemorySender(Sender):
             return SendResult(mail.message_key, SendStatus.rejected, error="recipient refused")
         if address in self.unavailable_addresses:
             return SendResult(mail.message_key, SendStatus.failed, error="provider unavailable")
-        self.sent[mail.message_key] = mail
+        self.sent[mail.message_key] = mail.personalized()  # as the recipient gets it
         return SendResult(
             mail.message_key, SendStatus.sent, provider_message_id=_provider_id(mail.message_key)
         )

@@ -138,7 +138,7 @@ class FileOutboxSender(Sender):
 
     def _send_one(self, mail: OutgoingMail) -> SendResult:
         try:
-            data = build_message(mail).as_bytes(policy=EML_POLICY)
+            data = build_message(mail.personalized()).as_bytes(policy=EML_POLICY)
         except (ValueError, TypeError) as exc:
             return SendResult(mail.message_key, SendStatus.rejected, error=str(exc))
         path = self.path_for(mail.message_key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from sendgrid.helpers.mail import (
     PlainTextContent,
     ReplyTo,
     SendAt,
+    Substitution,
     To,
     TrackingSettings,
 )
@@ -44,6 +46,10 @@ logger = logging.getLogger(__name__)
 SEND_PATH = "/v3/mail/send"
 ACTIVITY_PATH = "/v3/messages"
 MAX_PERSONALIZATIONS = 1000
+# SendGrid's substitution limits (API reference and errors page of /v3/mail/send)
+MAX_SUBSTITUTIONS_PER_REQUEST = 10_000
+MAX_SUBSTITUTIONS_PER_PERSONALIZATION = 150
+MAX_SUBSTITUTION_BYTES = 10_000  # keys + values, per personalization
 MESSAGE_KEY_ARG = "shopmail_key"
 ACTIVITY_KEYS_PER_QUERY = 100  # `unique_args[...] IN (...)` of 100 keys: a ~5 kB URL
 ACTIVITY_LIMIT = 1000  # the API's maximum `limit`
@@ -67,12 +73,17 @@ _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # SendGrid refuses `,` and `;` in recipient names (its limitations page: they separate addresses);
 # control characters (and line/paragraph separators) never belong in a display name either.
 _NAME_SPACES = dict.fromkeys((*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, ord(","), ord(";")), " ")
+_NAME_ODD = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029,;]|\s\s|^\s|\s$|[^\S ]")  # what display_name changes
 
 
 def display_name(name: str | None) -> str | None:
     """`name` as SendGrid takes it in `to`, `from` and `reply_to`: `,`, `;` and control characters
     become spaces, runs of spaces one; None when nothing is left (the address goes alone)."""
-    cleaned = " ".join(name.translate(_NAME_SPACES).split()) if name else ""
+    if not name:
+        return None
+    if not _NAME_ODD.search(name):  # the usual name: nothing to clean
+        return name
+    cleaned = " ".join(name.translate(_NAME_SPACES).split())
     return cleaned or None
 
 
@@ -109,6 +120,8 @@ def sendgrid_payload(mail: OutgoingMail) -> dict[str, Any]:
         message.custom_arg = CustomArg(name, value, p=0)
     if mail.send_at is not None:  # per personalization: mails with different times still share a request
         message.send_at = SendAt(int(mail.send_at), p=0)
+    for key, value in mail.substitutions.items():  # the recipient's values in a shared body
+        message.substitution = Substitution(key, value, p=0)
     categories = (*mail.categories, *(c for c in SENDER_CATEGORIES if c not in mail.categories))
     for category in reversed(categories):  # the helper prepends: keep the given order
         message.category = Category(category)
@@ -131,25 +144,67 @@ def shared_content_key(mail: OutgoingMail) -> tuple:
     )
 
 
+def fits_substitution_limits(mail: OutgoingMail) -> bool:
+    """SendGrid's per-personalization substitution limits: at most 150, keys and values at most
+    10,000 UTF-8 bytes together."""
+    subs = mail.substitutions
+    if len(subs) > MAX_SUBSTITUTIONS_PER_PERSONALIZATION:
+        return False
+    chars = sum(len(k) + len(v) for k, v in subs.items())
+    if chars * 4 <= MAX_SUBSTITUTION_BYTES:  # at most 4 UTF-8 bytes a character: no need to encode
+        return True
+    return sum(len(k.encode()) + len(v.encode()) for k, v in subs.items()) <= MAX_SUBSTITUTION_BYTES
+
+
 def group_for_requests(mails: Sequence[OutgoingMail]) -> list[list[OutgoingMail]]:
-    """Split mails into request groups: shared content together, at most 1,000 per request."""
+    """Split mails into request groups: shared content together, at most 1,000 personalizations and
+    10,000 substitutions per request. A mail over the per-personalization substitution limits goes
+    personalized (substituted here) in a request of its own."""
     groups: dict[tuple, list[OutgoingMail]] = {}
     for mail in mails:
+        if mail.substitutions and not fits_substitution_limits(mail):
+            mail = mail.personalized()
         groups.setdefault(shared_content_key(mail), []).append(mail)
-    return [
-        group[i : i + MAX_PERSONALIZATIONS]
-        for group in groups.values()
-        for i in range(0, len(group), MAX_PERSONALIZATIONS)
-    ]
+    requests: list[list[OutgoingMail]] = []
+    for group in groups.values():
+        current: list[OutgoingMail] = []
+        count = 0
+        for mail in group:
+            n = len(mail.substitutions)
+            if current and (
+                len(current) == MAX_PERSONALIZATIONS or count + n > MAX_SUBSTITUTIONS_PER_REQUEST
+            ):
+                requests.append(current)
+                current, count = [], 0
+            current.append(mail)
+            count += n
+        if current:
+            requests.append(current)
+    return requests
+
+
+def personalization(mail: OutgoingMail) -> dict[str, Any]:
+    """The recipient's part of a request, built directly (a 1,000-recipient request builds 1,000 of
+    these): equal to the personalization `sendgrid_payload` builds with the official helper."""
+    name = display_name(mail.to_name)
+    part: dict[str, Any] = {
+        "to": [{"name": name, "email": mail.to_email} if name else {"email": mail.to_email}]
+    }
+    if mail.send_at is not None:
+        part["send_at"] = int(mail.send_at)
+    if mail.headers:
+        part["headers"] = mail.headers  # read only: the payload is serialised at once
+    if mail.substitutions:
+        part["substitutions"] = mail.substitutions
+    part["custom_args"] = {**mail.custom_args, MESSAGE_KEY_ARG: mail.message_key}
+    return part
 
 
 def merged_payload(mails: Sequence[OutgoingMail]) -> dict[str, Any]:
-    """One v3 payload for mails sharing content: one personalization per recipient."""
+    """One v3 payload for mails sharing content: one personalization per recipient (the shared part
+    built once with the official helper, the personalizations directly)."""
     payload = sendgrid_payload(mails[0])
-    payload["personalizations"] = [
-        sendgrid_payload(mail)["personalizations"][0] if i else payload["personalizations"][0]
-        for i, mail in enumerate(mails)
-    ]
+    payload["personalizations"] = [payload["personalizations"][0], *map(personalization, mails[1:])]
     return payload
 
 

@@ -9,7 +9,8 @@ from config.settings import get_settings
 from shopmail.campaigns import get_campaign
 from shopmail.db import get_engine
 from shopmail.mailer.base import OutgoingMail
-from shopmail.run.pipeline import MailComposer, product_lookup, select_recipients
+from shopmail.run.composer import MailComposer
+from shopmail.run.pipeline import product_lookup, select_recipients
 from shopmail.shop.data_checks import clean_frames, run_gate
 from shopmail.shop.extract import day_end_utc, extract
 from shopmail.state import state_db
