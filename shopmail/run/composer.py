@@ -70,9 +70,12 @@ def _same_group(
     if language != last_language or pattern != last_pattern:
         return False
     try:
-        return all(bool(row.get(name) == before.get(name)) for name in shape.by_row)
+        for name in shape.by_row:
+            if not bool(row.get(name) == before.get(name)):
+                return False
     except (TypeError, ValueError):
         return False
+    return True
 
 
 def _text(value: Any) -> str:
@@ -313,9 +316,10 @@ class MailComposer:
         values: dict[str, str] = {}
         for name in shape.personal:
             if name == "customer":
+                first, last = row.get("first_name"), row.get("last_name")
                 values["customer.id"] = str(int(row["customer_id"]))
-                values["customer.first_name"] = _text(row.get("first_name"))
-                values["customer.last_name"] = _text(row.get("last_name"))
+                values["customer.first_name"] = first if type(first) is str else _text(first)
+                values["customer.last_name"] = last if type(last) is str else _text(last)
             elif name == "coupon":
                 if coupon is not None:
                     values["coupon.code"] = coupon.code
@@ -365,15 +369,16 @@ class MailComposer:
         errors: list[str] = []
         groups: dict[tuple, list[int]] = {}
         personal: list[dict[str, str]] = []
-        coupons = [self.coupon(row) for row in rows]
+        coupons = [self.coupon(row) for row in rows] if self.campaign.coupon else [None] * len(rows)
         languages: dict[Any, str] = {}
+        shapes: dict[str, Shape] = {}
         last: tuple[Any, ...] | None = None  # (row, language, empty-value pattern, its group's members)
         for i, row in enumerate(rows):
             wanted = row.get("language")
             if wanted not in languages:
                 languages[wanted] = self.renderer.language_for(wanted)
             language = languages[wanted]
-            shape = self.shape(language)
+            shape = shapes.get(language) or shapes.setdefault(language, self.shape(language))
             values = self._personal(shape, row, coupons[i])
             personal.append(values)
             if self.unshared:
