@@ -74,12 +74,6 @@ def with_db_retries(action: Callable[[], T], attempts: int = 5, delay_s: float =
     raise AssertionError("unreachable")
 
 
-def compose_batch(composer: MailComposer, rows: list[dict[str, Any]]) -> tuple[list[OutgoingMail], list[str]]:
-    """Render every row (shared bodies where the template allows: `MailComposer.compose_many`);
-    rows whose data breaks the template are reported, not sent."""
-    return composer.compose_many(rows)
-
-
 def batch_composer(
     campaign: Campaign,
     settings: Settings,
@@ -172,7 +166,7 @@ def send_batch(
     state = state_db.upgrade(settings.state_url_resolved)
     composer = batch_composer(campaign, settings, products, rows, state)
     outcome = BatchOutcome()
-    mails, render_errors = compose_batch(composer, rows)
+    mails, render_errors = composer.compose_many(rows)  # shared bodies where the template allows
     outcome.counts["render_failed"] += len(render_errors)
     outcome.errors.extend(render_errors[:20])
 
