@@ -113,11 +113,13 @@ def preflight(composer: MailComposer, selection: Selection, sample: int = PREFLI
     return mails
 
 
-def batches(selection: Selection, size: int, limit: int | None) -> list[list[dict]]:
-    """The send batches: the first `limit` eligible rows, recipients sharing a body side by side."""
+def batches(selection: Selection, size: int, limit: int | None) -> list[pd.DataFrame]:
+    """The send batches: the first `limit` eligible rows, recipients sharing a body side by side, as
+    slices of one frame (each task makes its own rows into dicts: the flow never holds them all, and
+    process workers receive columns, not a million pickled dicts)."""
     rows = selection.eligible.head(limit) if limit else selection.eligible
-    records = sharing_order(rows).to_dict("records")
-    return [records[i : i + size] for i in range(0, len(records), size)]
+    ordered = sharing_order(rows).reset_index(drop=True)
+    return [ordered.iloc[i : i + size] for i in range(0, len(ordered), size)]
 
 
 def approval_request(report: RunReport, reason: str) -> str:

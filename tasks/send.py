@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 from sqlalchemy import Engine
@@ -23,7 +24,7 @@ from shopmail.mailer.factory import make_sender
 from shopmail.mailer.throttle import ErrorBudget, run_budget
 from shopmail.redaction import install_log_redaction, redact
 from shopmail.run.composer import MailComposer
-from shopmail.run.pipeline import claim_cap
+from shopmail.run.pipeline import claim_cap, records
 from shopmail.state import ledger, state_db
 from shopmail.state.coupons import issue_coupons, recorded_coupons
 from shopmail.state.ledger import LedgerEntry
@@ -154,13 +155,16 @@ def retry_unless_misconfigured(_task: object, _run: object, state: Any) -> bool:
 )
 def send_batch(
     campaign: Campaign,
-    rows: list[dict[str, Any]],
+    rows: list[dict[str, Any]] | pd.DataFrame,
     products: dict[int, dict[str, Any]],
     run_id: str,
 ) -> BatchOutcome:
-    """Exactly-once send of one batch: ledger `pending` and coupons before the call, each request's
-    outcome (sent / rejected / failed / in doubt) right after it; doubtful mails of earlier attempts
-    are resolved by proof or, after the grace period, resent once."""
+    """Exactly-once send of one batch (`rows`: dicts, or a slice of the eligible frame): ledger
+    `pending` and coupons before the call, each request's outcome (sent / rejected / failed / in
+    doubt) right after it; doubtful mails of earlier attempts are resolved by proof or, after the
+    grace period, resent once."""
+    if isinstance(rows, pd.DataFrame):
+        rows = records(rows)
     settings = get_settings()
     install_log_redaction(settings)  # also in process-pool workers
     state = state_db.upgrade(settings.state_url_resolved)

@@ -52,6 +52,7 @@ def room_of(module: str) -> str:
             "coupon_codes",
             "schedule",
             "redaction",
+            "bulk",
             "__init__",
         }:
             return "shopmail.core"

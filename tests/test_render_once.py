@@ -193,3 +193,32 @@ def test_a_shared_body_holds_no_personal_value(tmp_path: Path, settings: Setting
 def test_one_pass_substitution_never_rescans_values() -> None:
     subs = {"-a-": "-b-", "-b-": "X", "-ab-": "long key first"}
     assert apply_substitutions("-a- -b- -ab-", subs) == "-b- X long key first"
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "https://shop.example/unsubscribe",
+        "https://shop.example/u?lang=ru&src=mail",  # '&' is escaped in HTML: proved by a canary
+        "https://shop.example/u/'x'",
+        "https://shop.example/-smv.unsubscribe_url.t-",  # token syntax in the fixed part
+    ],
+)
+def test_unsubscribe_links_of_any_base_give_the_same_mails(
+    base: str, tmp_path: Path, settings: Settings
+) -> None:
+    """The composer trusts the links it builds itself (their token is base64url and '.'): whatever the
+    configured base holds, the shared path gives the full render's bytes."""
+    folder = _probe(
+        tmp_path, "<a href='{{ unsubscribe_url }}'>{{ unsubscribe_url }}</a> {{ customer.first_name }}"
+    )
+    campaign = get_campaign("sale").model_copy(update={"template": "probe"})
+    custom = settings.model_copy(update={"templates_dir": folder, "unsubscribe_url": base})
+    rows = _rows(["Иван", "Олег", "Анна", "Пётр", "Мария", "Zoë"] * 2)
+    composer = MailComposer(campaign, custom, {})
+    mails, errors = composer.compose_many(rows)
+    assert errors == []
+    single = MailComposer(campaign, custom, {})
+    assert [m.personalized() for m in mails] == [single.compose(r) for r in rows]
+    assert all(m.headers["List-Unsubscribe"].startswith(f"<{base}") for m in mails)
+    assert (composer.stats["shared"] == 0) is ("-smv." in base), dict(composer.stats)

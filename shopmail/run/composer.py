@@ -22,7 +22,7 @@ from markupsafe import escape
 from config.settings import Settings
 from segments.send_time import ZONE_COLUMN, quiet_hours, send_at
 from shopmail.campaigns import Campaign
-from shopmail.mail.links import add_utm, unsubscribe_link
+from shopmail.mail.links import add_utm, unsubscribe_link, unsubscribe_token
 from shopmail.mail.personalize import (
     TOKEN_PREFIX,
     Personal,
@@ -194,6 +194,8 @@ class MailComposer:
         self._scope = (campaign.name, _frozen(self.shop), _frozen(self.utm), _frozen(self.campaign_info))
         base = settings.unsubscribe_url
         self._unsubscribe_prefix = f"{base}{'&' if '?' in base else '?'}token="  # as links.unsubscribe_link
+        self._secret = settings.unsubscribe_secret.get_secret_value()
+        self._links: set[str] = set()  # this batch's unsubscribe links, built here: token = base64url + '.'
         self._shapes: dict[str, Shape] = {}
         self.unshared: str | None = None
         self.stats: Counter = Counter()
@@ -324,7 +326,14 @@ class MailComposer:
                 if coupon is not None:
                     values["coupon.code"] = coupon.code
             elif name == "unsubscribe_url":
-                values["unsubscribe_url"] = self.unsubscribe_url(int(row["customer_id"])) or ""
+                if self.campaign.marketing:  # as `unsubscribe_url`, without its per-call lookups
+                    link = self._unsubscribe_prefix + unsubscribe_token(
+                        self._secret, int(row["customer_id"]), self.campaign.name
+                    )
+                    self._links.add(link)
+                    values["unsubscribe_url"] = link
+                else:
+                    values["unsubscribe_url"] = ""
             else:
                 values[name] = _text(row.get(name))
         return values
@@ -367,6 +376,7 @@ class MailComposer:
         cannot be substituted exactly, or a group smaller than `MIN_GROUP` is rendered per recipient."""
         mails: dict[int, OutgoingMail] = {}
         errors: list[str] = []
+        self._links.clear()
         groups: dict[tuple, list[int]] = {}
         personal: list[dict[str, str]] = []
         coupons = [self.coupon(row) for row in rows] if self.campaign.coupon else [None] * len(rows)
@@ -490,10 +500,10 @@ class MailComposer:
     def _unsubscribe_facts(self, url: str) -> tuple[bool, str, bool]:
         """`_facts` of an unsubscribe link: its only varying part, the token, is base64url and '.',
         which escaping leaves alone, so the facts of the fixed part hold (not cached: every link is
-        different)."""
+        different). A link `_personal` built is known to be such; any other is checked."""
         prefix = self._unsubscribe_prefix
-        token_ok = url.startswith(prefix) and _TOKEN_CHARS.fullmatch(url, len(prefix))
-        if not token_ok or TOKEN_PREFIX in url:
+        built = url in self._links or (url.startswith(prefix) and _TOKEN_CHARS.fullmatch(url, len(prefix)))
+        if not built or TOKEN_PREFIX in url:
             return self._facts(url)
         safe, html, odd = self._facts(prefix)
         return safe, url if html is prefix else html + url[len(prefix) :], True

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from segments.local_time import local_to_utc
+from shopmail.bulk import collector_paused
 from shopmail.shop import schema as s
 from shopmail.shop.contract import (
     DATASETS,
@@ -268,7 +269,8 @@ def read_frame(query: Select, conn: Connection, chunk_rows: int = READ_CHUNK_ROW
     instead of the whole table's (1M customers: about 235 MB less at the peak). A column whose type
     differs between chunks (all NULL in one) is inferred again over the whole column, as one read
     would have done."""
-    parts = list(pd.read_sql_query(query, conn, chunksize=chunk_rows))
+    with collector_paused():  # millions of row tuples, no cycles
+        parts = list(pd.read_sql_query(query, conn, chunksize=chunk_rows))
     if not parts:
         return pd.read_sql_query(query, conn)
     if len(parts) == 1:
