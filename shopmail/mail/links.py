@@ -48,10 +48,13 @@ def verify_unsubscribe_token(secret: str, token: str) -> tuple[int, str] | None:
         return None
 
 
+def unsubscribe_prefix(base_url: str) -> str:
+    """What every unsubscribe link of `base_url` starts with; the token follows."""
+    return f"{base_url}{'&' if '?' in base_url else '?'}token="
+
+
 def unsubscribe_link(base_url: str, secret: str, customer_id: int, campaign: str) -> str:
-    token = unsubscribe_token(secret, customer_id, campaign)
-    separator = "&" if "?" in base_url else "?"
-    return f"{base_url}{separator}token={token}"
+    return unsubscribe_prefix(base_url) + unsubscribe_token(secret, customer_id, campaign)
 
 
 PREVIEW_KEY_PURPOSE = b"shopmail/preview-link/v1"  # a key of its own, derived from the unsubscribe secret

@@ -22,7 +22,7 @@ from markupsafe import escape
 from config.settings import Settings
 from segments.send_time import ZONE_COLUMN, quiet_hours, send_at
 from shopmail.campaigns import Campaign
-from shopmail.mail.links import add_utm, unsubscribe_link, unsubscribe_token
+from shopmail.mail.links import add_utm, unsubscribe_prefix, unsubscribe_token
 from shopmail.mail.personalize import (
     TOKEN_PREFIX,
     Personal,
@@ -49,7 +49,6 @@ SHARED_BODIES = 512  # shared renders kept per process (a process serves many ba
 MIN_GROUP = 4  # smaller groups are rendered per recipient (the proof renders would cost as much)
 _HTML_SPECIAL = re.compile(r"[&<>\"']")
 _URL_SPECIAL = re.compile(r"[^A-Za-z0-9_.~-]")
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_.=-]*")  # an unsubscribe token: base64url parts and '.'
 
 
 def _plain(value: Any) -> Any:
@@ -192,10 +191,8 @@ class MailComposer:
         self._value_facts: dict[str, tuple[bool, str, bool]] = {}
         # what a shared render depends on besides the group key: the campaign and the shop settings
         self._scope = (campaign.name, _frozen(self.shop), _frozen(self.utm), _frozen(self.campaign_info))
-        base = settings.unsubscribe_url
-        self._unsubscribe_prefix = f"{base}{'&' if '?' in base else '?'}token="  # as links.unsubscribe_link
-        self._secret = settings.unsubscribe_secret.get_secret_value()
-        self._links: set[str] = set()  # this batch's unsubscribe links, built here: token = base64url + '.'
+        self._unsubscribe_prefix = unsubscribe_prefix(settings.unsubscribe_url)
+        self._unsubscribe_secret = settings.unsubscribe_secret.get_secret_value()
         self._shapes: dict[str, Shape] = {}
         self.unshared: str | None = None
         self.stats: Counter = Counter()
@@ -203,8 +200,8 @@ class MailComposer:
     def unsubscribe_url(self, customer_id: int) -> str | None:
         if not self.campaign.marketing:
             return None
-        secret = self.settings.unsubscribe_secret.get_secret_value()
-        return unsubscribe_link(self.settings.unsubscribe_url, secret, customer_id, self.campaign.name)
+        token = unsubscribe_token(self._unsubscribe_secret, customer_id, self.campaign.name)
+        return self._unsubscribe_prefix + token  # as links.unsubscribe_link
 
     def coupon(self, row: dict[str, Any]) -> Coupon | None:
         """The recipient's personal coupon (None without a coupon policy); nothing is issued here."""
@@ -326,14 +323,7 @@ class MailComposer:
                 if coupon is not None:
                     values["coupon.code"] = coupon.code
             elif name == "unsubscribe_url":
-                if self.campaign.marketing:  # as `unsubscribe_url`, without its per-call lookups
-                    link = self._unsubscribe_prefix + unsubscribe_token(
-                        self._secret, int(row["customer_id"]), self.campaign.name
-                    )
-                    self._links.add(link)
-                    values["unsubscribe_url"] = link
-                else:
-                    values["unsubscribe_url"] = ""
+                values["unsubscribe_url"] = self.unsubscribe_url(int(row["customer_id"])) or ""
             else:
                 values[name] = _text(row.get(name))
         return values
@@ -376,7 +366,6 @@ class MailComposer:
         cannot be substituted exactly, or a group smaller than `MIN_GROUP` is rendered per recipient."""
         mails: dict[int, OutgoingMail] = {}
         errors: list[str] = []
-        self._links.clear()
         groups: dict[tuple, list[int]] = {}
         personal: list[dict[str, str]] = []
         coupons = [self.coupon(row) for row in rows] if self.campaign.coupon else [None] * len(rows)
@@ -498,14 +487,13 @@ class MailComposer:
         return facts
 
     def _unsubscribe_facts(self, url: str) -> tuple[bool, str, bool]:
-        """`_facts` of an unsubscribe link: its only varying part, the token, is base64url and '.',
-        which escaping leaves alone, so the facts of the fixed part hold (not cached: every link is
-        different). A link `_personal` built is known to be such; any other is checked."""
+        """`_facts` of a link `unsubscribe_url` built: its fixed prefix, then a token of base64url
+        characters and '.' (`links.unsubscribe_token`), which escaping leaves alone, so the facts of
+        the prefix hold (not cached: every link is different). Token syntax is refused anywhere."""
         prefix = self._unsubscribe_prefix
-        built = url in self._links or (url.startswith(prefix) and _TOKEN_CHARS.fullmatch(url, len(prefix)))
-        if not built or TOKEN_PREFIX in url:
+        if TOKEN_PREFIX in url or not url.startswith(prefix):
             return self._facts(url)
-        safe, html, odd = self._facts(prefix)
+        safe, html, _ = self._facts(prefix)
         return safe, url if html is prefix else html + url[len(prefix) :], True
 
     def _substitutions(
