@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,8 @@ from sqlalchemy import func, select
 
 from config.settings import Settings, get_settings
 from shopmail.db import get_engine
-from shopmail.devtools.demo_shop import generate_demo_shop, shop_now
+from shopmail.devtools import demo_shop
+from shopmail.devtools.demo_shop import generate_demo_shop
 from shopmail.devtools.sendgrid_sink import running_sink
 from shopmail.devtools.sink_faults import Faults
 from shopmail.devtools.sink_webhook import WebhookConfig
@@ -48,12 +50,15 @@ GRACE_MIN = 0.05  # 3 s: the webhook's delay (<= 1 s) stays well inside it
 MAX_POLLS = 6
 
 
-def _shop_day(settings: Settings) -> date:
-    """The latest day whose demo-shop instant (06:00 shop time) is already past: every event of the
-    generated shop lies in the poller's past, all of today's within the last 30 hours."""
-    local = state_db.utcnow() - timedelta(minutes=5)
-    day = local.replace(tzinfo=UTC).astimezone(settings.tz).date()
-    return day if shop_now(day) <= local else day - timedelta(days=1)
+def _shop_instant(settings: Settings) -> tuple[date, dt_time]:
+    """The demo shop's day and instant (shop time): 5 minutes ago, or yesterday 23:00 before 02:00 (the
+    generator needs a day at least that long). Every event lies in the poller's past and the newest
+    within the last 3 hours, at any time of day (a fixed 06:00 instant made the day's events up to 30
+    hours old just before 06:00, past the 24-hour life of a password-reset link)."""
+    local = (state_db.utcnow() - timedelta(minutes=5)).replace(tzinfo=UTC).astimezone(settings.tz)
+    if local.time() >= dt_time(2, 0):
+        return local.date(), local.time().replace(second=0, microsecond=0)
+    return local.date() - timedelta(days=1), dt_time(23, 0)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -70,7 +75,9 @@ def poll_shop(request: pytest.FixtureRequest, settings: Settings, monkeypatch) -
     get_settings.cache_clear()
     shop_settings = get_settings()
     assert shop_settings.state_url_resolved.split(":")[0].startswith(request.param)
-    generate_demo_shop(shop_settings.shop_url_resolved, customers=800, seed=7, today=_shop_day(settings))
+    day, instant = _shop_instant(settings)
+    monkeypatch.setattr(demo_shop, "NOW_LOCAL_TIME", instant)
+    generate_demo_shop(shop_settings.shop_url_resolved, customers=800, seed=7, today=day)
     try:
         yield shop_settings
     finally:
