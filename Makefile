@@ -1,5 +1,5 @@
-# Shopmail: `make demo [DATE=2026-03-08]` runs a whole day's schedule on the embedded demo shop;
-# `make test` runs the tests. Both install exactly the committed lock (uv.lock) into .venv first.
+# Shopmail: `make demo [DATE=2026-03-08]` runs three shop days on the embedded demo shop through the local SendGrid loop;
+# `make test` runs the tests and builds the documentation site (`make docs`). Both install exactly the committed lock (uv.lock) into .venv first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -10,7 +10,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test bench lint venv lock clean
+.PHONY: demo test docs bench lint venv lock clean
 
 # uv itself, pinned, in its own small venv (.tools), so the project venv holds the lock exactly.
 $(UV):
@@ -31,9 +31,17 @@ lock: $(UV)
 demo: $(STAMP)
 	$(VENV)/bin/shopmail demo $(if $(DATE),--as-of $(DATE))
 
-test: $(STAMP)
+test: $(STAMP) docs
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# The documentation site (mkdocs.yml, docs/), strictly: a broken link, a missing page or a nav entry
+# without its file fails. Built into a temporary folder, never committed; the reference pages are
+# generated from the code during the build (mkdocs_hooks.py).
+docs: $(STAMP)
+	@site=$$(mktemp -d) && trap 'rm -rf "$$site"' EXIT && \
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir "$$site" && \
+	echo "docs: built strictly"
 
 bench: $(STAMP)
 	$(PY) -m shopmail.devtools.bench --customers $(or $(CUSTOMERS),1000000)

@@ -15,8 +15,11 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from config.addresses import address_problem, sendable_address
 from config.quiet_hours import QuietHours
 from config.secrets import SECRET_FIELDS, load_secret_blocks
+from config.shop_profile import DEMO_PROFILE, DEMO_SHOP_NAME, demo_profile_fields
+from config.urls import shop_hosts, url_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".shopmail"
@@ -65,6 +68,9 @@ class Settings(BaseSettings):
     templates_dir: Path = Field(
         PROJECT_ROOT / "email_templates", description="Jinja2 templates (a shop may keep its own copy)."
     )
+    campaigns_dir: Path | None = Field(
+        None, description="Campaign files (*.toml); default config/campaigns/ (a shop may keep its own copy)."
+    )
     outbox_dir: Path | None = Field(None, description="Folder for .eml files; default data_dir/outbox.")
     sendgrid_api_key: SecretStr | None = Field(None, description="SendGrid API key (a secret).")
     sendgrid_host: str = Field(
@@ -81,15 +87,29 @@ class Settings(BaseSettings):
     sendgrid_activity_lookup: bool = Field(
         True, description="Ask the Email Activity API about in-doubt mails before resending them."
     )
+    sendgrid_activity_budget_s: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="Longest time one batch spends on Email Activity lookups of doubtful mails (6 a "
+        "minute, 100 mails each); the rest wait for webhook proof or the next run.",
+    )
     max_send_errors: int = Field(
         50, ge=0, description="Failed requests (after retries) a run tolerates before it pauses."
     )
     claim_lease_seconds: float = Field(
-        300.0,
+        120.0,
         ge=5,
         le=3600,
-        description="Lease of a run's claimed (pending) ledger rows, renewed while it sends; rows of a "
-        "run silent this long are taken over by the next run as in doubt.",
+        description="Lease of a send attempt's claimed (pending) ledger rows, renewed every third of it "
+        "while it sends; the rows of an attempt silent this long are taken over (never requested: at "
+        "once; requested: as in doubt), and a run silent this long is closed and finished by the "
+        "recovery step.",
+    )
+    recovery_cron: str = Field(
+        "*/2 * * * *",
+        description="When the recovery step runs (cron, shop time zone): it closes runs whose process "
+        "died and finishes the mails they left open.",
     )
     doubt_grace_minutes: float = Field(
         30.0,
@@ -106,6 +126,13 @@ class Settings(BaseSettings):
     )
     workers: int = Field(
         2, ge=1, le=64, description="Processes for task_runner=processes, or of dask's local cluster."
+    )
+    send_threads: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Send batches at once with task_runner=threads (each holds its 1,000 mails and a "
+        "database connection; more gives little on 2 cores and bounds what a crash leaves in doubt).",
     )
     dask_address: str | None = Field(
         None,
@@ -167,28 +194,58 @@ class Settings(BaseSettings):
         "mails composed then are scheduled (send_at) for the end; '' or 'off': none.",
     )
 
+    # The shop profile (config/shop_profile.py): what a customer sees; demo values refused for real sends.
     sender_email: str = Field(DEFAULT_SENDER_EMAIL, description="From address (refused by SendGrid runs).")
-    sender_name: str = Field("Демо-магазин", description="From name.")
-    reply_to: str | None = None
-    shop_name: str = Field("Демо-магазин", description="Shop name shown in mails.")
-    shop_url: str = Field("https://shop.example", description="Shop home page.")
-    support_email: str = "support@shop.example"
-    support_phone: str = "+7 800 000-00-00"
-    social_links: dict[str, str] = Field(
-        default_factory=lambda: {
-            "ВКонтакте": "https://vk.example/shop",
-            "Telegram": "https://t.example/shop",
-        },
-        description="Social links in every mail's footer, name -> URL (JSON in the env var).",
+    sender_name: str = Field(DEMO_SHOP_NAME, description="From name.")
+    reply_to: str | None = Field(
+        None, description="Reply-To address of every mail; empty: support_email (replies reach a person)."
     )
+    shop_name: str = Field(DEMO_SHOP_NAME, description="Shop name shown in mails (nominative case).")
+    shop_name_genitive: str | None = Field(
+        str(DEMO_PROFILE["shop_name_genitive"]),
+        description="The shop name in the genitive case, for Russian templates ('от Ромашки'); "
+        "empty: shop_name.",
+    )
+    shop_name_prepositional: str | None = Field(
+        str(DEMO_PROFILE["shop_name_prepositional"]),
+        description="The shop name in the prepositional case, for Russian templates ('в Ромашке'); "
+        "empty: shop_name.",
+    )
+    shop_url: str = Field("https://shop.example", description="Shop home page.")
+    support_email: str = Field(str(DEMO_PROFILE["support_email"]), description="Support address in mails.")
+    support_phone: str = Field(str(DEMO_PROFILE["support_phone"]), description="Support phone in mails.")
+    social_links: dict[str, str] = Field(
+        default_factory=lambda: dict(DEMO_PROFILE["social_links"]),  # type: ignore[arg-type]
+        description="Social links in every mail's footer, name -> URL (JSON in the env var; '{}': none).",
+    )
+    legal_footer: str = Field(
+        str(DEMO_PROFILE["legal_footer"]),
+        description="The shop's legal name and postal address, in every mail's footer (bulk-mail rules "
+        "expect it).",
+    )
+    locale: str = Field("ru_RU", description="The shop's locale (money and date formats), e.g. ru_RU, en_US.")
+    brand_color: str = Field(
+        "#c2255c", pattern=r"^#[0-9a-fA-F]{6}$", description="Brand colour: header, buttons, links."
+    )
+    brand_text_color: str = Field(
+        "#ffffff", pattern=r"^#[0-9a-fA-F]{6}$", description="Text colour on the brand colour (buttons)."
+    )
+    logo_url: str = Field("", description="Logo image (https URL) in the mail header; empty: the shop name.")
+    logo_width: int = Field(160, ge=16, le=600, description="Logo width in px as shown in mails.")
+    logo_height: int = Field(40, ge=8, le=300, description="Logo height in px as shown in mails.")
     timezone: str = Field("Europe/Moscow", description="Shop time zone (IANA name).")
     default_language: str = Field("ru", description="Language for customers without one.")
 
-    utm_source: str = "shopmail"
-    utm_medium: str = "email"
+    utm_source: str = Field("shopmail", description="utm_source tag of every link in a mail.")
+    utm_medium: str = Field("email", description="utm_medium tag of every link in a mail.")
 
     unsubscribe_url: str = Field(
         "https://shop.example/unsubscribe", description="Public one-click unsubscribe endpoint."
+    )
+    unsubscribe_mailbox: str = Field(
+        str(DEMO_PROFILE["unsubscribe_mailbox"]),
+        description="Address of RFC 2369 mailto: unsubscribes in List-Unsubscribe (its domain's MX at "
+        "SendGrid Inbound Parse, posting to the feedback app's /sendgrid/inbound); empty: https link only.",
     )
     unsubscribe_secret: SecretStr = Field(
         SecretStr(DEMO_UNSUBSCRIBE_SECRET), description="HMAC key for unsubscribe tokens (a secret)."
@@ -230,7 +287,7 @@ class Settings(BaseSettings):
         False, description="Read secrets missing from the environment from Prefect Secret blocks."
     )
 
-    # The shop: money, links, campaigns it wants, how fresh its data must be (README "Connect your shop").
+    # The shop: money, links, campaigns it wants, how fresh its data must be (docs/connect/index.md).
     currency: str = Field(
         "RUB",
         pattern=r"^[A-Z]{3}$",
@@ -241,6 +298,13 @@ class Settings(BaseSettings):
     orders_path: str = Field("/account/orders", description="'My orders' page (relative or full URL).")
     product_path: str = Field(
         "/product/{id}", description="Product page for products without a `url` ({id}: the product id)."
+    )
+    tracking_url: str | None = Field(
+        None,
+        description="The shop's parcel tracking page with {tracking_number}, for orders without a carrier of "
+        "tracking_urls (e.g. 'https://www.laposte.fr/outils/suivre-vos-envois?code={tracking_number}'); '' "
+        "for no tracking link; unset: the campaign's tracking_url param (Russian Post), refused for a real "
+        "send.",
     )
     tracking_urls: dict[str, str] = Field(
         default_factory=dict,
@@ -262,6 +326,29 @@ class Settings(BaseSettings):
         le=3650,
         description="Data freshness: a newest order older than this stops the runs that read orders "
         "(a stale replica or a broken view; 0: no check).",
+    )
+
+    shop_lock_wait_s: float = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description="How long a run waits in all for a shop database another program holds locked (SQLite "
+        "busy, a PostgreSQL or MariaDB lock) before it stops; each wait is logged as a warning.",
+    )
+    allow_http_links: bool = Field(
+        False,
+        description="Allow http:// links in mails (shop pages, products, unsubscribe); off: https only, "
+        "an http link in the settings refuses the run and a product with one is set aside.",
+    )
+    link_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts besides SHOPMAIL_SHOP_URL's that the shop's own links (product pages, shop "
+        "pages) may point at, comma-separated (subdomains included), e.g. 'shop2.example,catalog.example'.",
+    )
+    order_currencies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="ISO 4217 codes orders may carry besides SHOPMAIL_CURRENCY, comma-separated (e.g. "
+        "'USD,EUR'); an order in any other currency is set aside.",
     )
 
     @model_validator(mode="after")
@@ -301,13 +388,94 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("sender_email", "support_email")
+    @classmethod
+    def _mailable(cls, value: str) -> str:
+        """The one address rule (config/addresses.py); a Unicode domain is kept in punycode."""
+        problem = address_problem(value)
+        if problem:
+            raise ValueError(f"{value!r} is not an e-mail address that can be mailed: {problem}")
+        return sendable_address(value)
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # Reply-To falls back to support_email
+        return cls._mailable(value)
+
+    @field_validator("order_currencies")
+    @classmethod
+    def _currency_codes(cls, value: list[str]) -> list[str]:
+        codes = [code.upper() for code in value]
+        odd = [code for code in codes if not code.isascii() or not code.isalpha() or len(code) != 3]
+        if odd:
+            raise ValueError(f"{', '.join(odd)}: not ISO 4217 codes (three letters, e.g. USD)")
+        return codes
+
+    @model_validator(mode="after")
+    def _links_in_mails(self) -> Settings:
+        """Every link a mail carries from the settings follows the link rule (config/urls.py); shop pages
+        point at the shop's hosts. Each bad one is reported against its own setting."""
+        problems = [
+            (field, f"{url!r}: {problem}")
+            for field, url, shop in self.mail_links()
+            if (
+                problem := url_problem(
+                    url, allow_http=self.allow_http_links, hosts=self.shop_hosts if shop else ()
+                )
+            )
+        ]
+        if problems:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("bad_link", "{problem}", {"problem": text}),
+                        loc=(field,),
+                        input="",
+                    )
+                    for field, text in problems
+                ],
+            )
+        return self
+
+    def mail_links(self) -> list[tuple[str, str, bool]]:
+        """(setting, link, is a shop page) of every link the settings put into mails."""
+        links = [("shop_url", self.shop_url, True), ("unsubscribe_url", self.unsubscribe_url, False)]
+        shop_ok = url_problem(self.shop_url, allow_http=self.allow_http_links) is None
+        for field in ("cart_path", "account_path", "orders_path", "product_path"):
+            path = getattr(self, field)
+            if shop_ok or path.startswith(("http://", "https://")):  # a relative path is the shop URL's
+                links.append((field, self.shop_link(path).replace("{id}", "1"), True))
+        if (self.feedback_base_url or "").strip():
+            links.append(("feedback_base_url", self.feedback_base_url.strip(), False))
+        if (self.logo_url or "").strip():
+            links.append(("logo_url", self.logo_url.strip(), False))
+        links += [("social_links", url, False) for url in self.social_links.values()]
+        links += [
+            ("tracking_urls", url.replace("{tracking_number}", "0"), False)
+            for url in self.tracking_urls.values()
+        ]
+        return links
+
+    @property
+    def shop_hosts(self) -> tuple[str, ...]:
+        """The hosts the shop's own links may point at (config/urls.py `shop_hosts`)."""
+        return shop_hosts(self.shop_url, self.link_hosts)
+
+    @property
+    def currencies(self) -> tuple[str, ...]:
+        """The currencies orders may be in: SHOPMAIL_CURRENCY, then SHOPMAIL_ORDER_CURRENCIES."""
+        return tuple(dict.fromkeys([self.currency, *self.order_currencies]))
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
         ZoneInfo(value)  # raises for an unknown zone
         return value
 
-    @field_validator("poll_cron")
+    @field_validator("poll_cron", "recovery_cron")
     @classmethod
     def _poll_cron(cls, value: str) -> str:
         try:
@@ -316,7 +484,14 @@ class Settings(BaseSettings):
             raise ValueError(f"bad cron '{value}': {exc}") from exc
         return value
 
-    @field_validator("serve_only", "disabled_campaigns", "enabled_campaigns", mode="before")
+    @field_validator(
+        "serve_only",
+        "disabled_campaigns",
+        "enabled_campaigns",
+        "link_hosts",
+        "order_currencies",
+        mode="before",
+    )
     @classmethod
     def _serve_only(cls, value: object) -> object:
         if isinstance(value, str):  # the env var: "service-poller,welcome"
@@ -372,6 +547,12 @@ class Settings(BaseSettings):
         return f"{parts.scheme}://{parts.netloc}"
 
     @property
+    def reply_to_resolved(self) -> str | None:
+        """Reply-To of every mail: reply_to, else support_email."""
+        value = (self.reply_to or "").strip() or self.support_email.strip()
+        return value or None
+
+    @property
     def outbox_path(self) -> Path:
         return self.outbox_dir or self.data_dir / "outbox"
 
@@ -394,20 +575,29 @@ def env_name(field: str) -> str:
     return "SHOPMAIL_" + field.upper()
 
 
-def demo_values_in_use(settings: Settings, *, sender: bool = False) -> list[str]:
-    """Settings fields still at a shipped demo value (or blank): the two HMAC secrets, and with
-    `sender` the From address."""
+def demo_values_in_use(settings: Settings, *, sender: bool = False, profile: bool = False) -> list[str]:
+    """Settings fields still at a shipped demo value (or blank): the two HMAC secrets, with `sender` the
+    From address, with `profile` every customer-visible value of the shop profile
+    (config/shop_profile.py: `DEMO_PROFILE`)."""
     found = [
         field
         for field, demo in _DEMO_SECRETS.items()
         if getattr(settings, field).get_secret_value().strip() in {demo, ""}
     ]
-    if sender and settings.sender_email.strip().lower() in {DEFAULT_SENDER_EMAIL, ""}:
+    if (sender or profile) and settings.sender_email.strip().lower() in {DEFAULT_SENDER_EMAIL, ""}:
         found.append("sender_email")
+    if profile:
+        found += [field for field in demo_profile_fields(settings) if field not in found]
     return found
 
 
-def demo_settings_message(purpose: str, fields: list[str]) -> str:
+def _shown(value: object) -> str:
+    """A setting's current value as a refusal shows it (short)."""
+    text = "unset" if value is None else repr(value) if not isinstance(value, str) else f"'{value}'"
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def demo_settings_message(purpose: str, fields: list[str], settings: Settings | None = None) -> str:
     """Why `purpose` refuses to start and how to set each field."""
     lines = [
         f"Refusing to start {purpose}: still at the shipped demo value: {', '.join(map(env_name, fields))}."
@@ -429,12 +619,75 @@ def demo_settings_message(purpose: str, fields: list[str]) -> str:
             f"{env_name('sender_email')} is the placeholder {DEFAULT_SENDER_EMAIL}: "
             "set your shop's own From address (a domain authenticated in SendGrid)."
         )
+    visible = [f for f in fields if f in DEMO_PROFILE and f != "sender_email"]
+    if visible:
+        lines.append(
+            "Every customer would see these shipped demo values: set each to your shop's own "
+            "(docs/connect/index.md; `shopmail check-shop` lists the whole shop profile):"
+        )
+        lines += [
+            f"  {env_name(f)}" + (f" (now {_shown(getattr(settings, f))})" if settings is not None else "")
+            for f in visible
+        ]
     return "\n".join(lines)
 
 
-def require_production_settings(settings: Settings, purpose: str, *, sender: bool = False) -> None:
+def require_production_settings(
+    settings: Settings, purpose: str, *, sender: bool = False, profile: bool = False
+) -> None:
     """Raise `DemoSettingsError` if `purpose` would run with a demo secret (or, with `sender`, the
-    placeholder From address). The demo and the outbox/memory providers never call this."""
-    fields = demo_values_in_use(settings, sender=sender)
+    placeholder From address; with `profile`, any customer-visible demo value). A real send (SendGrid,
+    or any provider on a shop database that is not the demo shop: `is_real_send`) asks for all three;
+    the demo on its own shop with the outbox/memory providers asks for none."""
+    fields = demo_values_in_use(settings, sender=sender, profile=profile)
     if fields:
-        raise DemoSettingsError(demo_settings_message(purpose, fields))
+        raise DemoSettingsError(demo_settings_message(purpose, fields, settings))
+
+
+def kit_demo_message(purpose: str, values: list[str]) -> str:
+    """Why `purpose` refuses to start while a platform kit's settings hold its example shop."""
+    return (
+        f"Refusing to start {purpose}: the shop database's platform kit still links to the example shop "
+        f"(https://shop.example/) in {', '.join(values)}: every product link and picture of a mail would "
+        "point there. Set it to your storefront, e.g. "
+        "UPDATE shopmail_kit_config SET value='https://<your shop>/' WHERE name='store_url'"
+    )
+
+
+def is_real_send(settings: Settings, demo_shop: bool) -> bool:
+    """Mail that reaches real people: SendGrid itself (any host but this machine's local SendGrid
+    server), or a shop database that is not the demo shop whatever the provider (the outbox of a real
+    shop is read by someone who forwards or imports it). The demo shop sent to the local server (`make
+    demo`, `shopmail demo`) reaches no one."""
+    if settings.mail_provider == MailProvider.sendgrid and not on_this_machine(settings.sendgrid_host):
+        return True
+    return not demo_shop
+
+
+def needs_demo_shop_check(settings: Settings) -> bool:
+    """Whether `is_real_send` depends on the shop being the demo shop (else it is real regardless)."""
+    return settings.mail_provider != MailProvider.sendgrid or on_this_machine(settings.sendgrid_host)
+
+
+def on_this_machine(url: str) -> bool:
+    """A URL whose host is a loopback address or `localhost` (the local SendGrid server)."""
+    from ipaddress import ip_address
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def real_send_purpose(settings: Settings) -> str:
+    """How a real send is named in the refusal."""
+    if settings.mail_provider == MailProvider.sendgrid:
+        return "sending through SendGrid"
+    return (
+        f"sending ({settings.mail_provider.value} provider) to the customers of a shop database that is "
+        "not the demo shop"
+    )

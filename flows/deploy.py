@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from config.quiet_logs import LOGGING_CONFIG, SETTING, apply_logging_config, use_logging_config
 from config.settings import Settings, get_settings
 from flows.forms import segment_titles, shape_form
 from shopmail.campaigns import CampaignKind, enabled_campaigns, registry
@@ -20,11 +21,13 @@ CAMPAIGN_ENTRYPOINT = "flows/campaign.py:campaign_flow"
 POLLER_ENTRYPOINT = "flows/service_poller.py:service_poller"
 DAILY_ENTRYPOINT = "flows/daily_schedule.py:daily_schedule"
 REPORT_ENTRYPOINT = "flows/campaign_report.py:campaign_report"
+RESULTS_ENTRYPOINT = "flows/campaign_results.py:campaign_results"
 PREVIEW_ENTRYPOINT = "flows/mail_preview.py:mail_preview"
 SEGMENT_ENTRYPOINT = "flows/segment_size.py:segment_size"
 WHY_ENTRYPOINT = "flows/why_mail.py:why_mail"
 HISTORY_ENTRYPOINT = "flows/campaign_history.py:campaign_history"
 RUN_NAMES_ENTRYPOINT = "flows/run_names.py:run_names"
+RECOVERY_ENTRYPOINT = "flows/recovery.py:recovery"
 DEFAULT_POOL = "shopmail"
 WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 
@@ -42,7 +45,18 @@ def cron_words(cron: str, timezone: str) -> str:
             return f"Every {WEEKDAYS[int(weekday) % 7]} at {at} {zone}."
     if minute.startswith("*/") and hour == day == month == weekday == "*":
         return f"Every {minute[2:]} minutes, {zone}."
+    if minute.isdigit() and hour == day == month == weekday == "*":
+        return f"Every hour at minute {int(minute)}, {zone}."
     return f"Schedule `{cron}`, {zone}."
+
+
+def ends_words(params: dict[str, Any]) -> str:
+    """A campaign with a last day (a sale's `ends_on`): the day, so that a run after it sending nothing
+    is no surprise."""
+    return (
+        f"Its last day is {params['ends_on']}: nothing is sent after it (a new sale needs a new name "
+        "and last day in the campaign file)."
+    )
 
 
 def _tags(*tags: str) -> tuple[str, ...]:
@@ -74,9 +88,11 @@ def deployment_specs(settings: Settings | None = None) -> list[DeploymentSpec]:
             entrypoint=CAMPAIGN_ENTRYPOINT,
             description=" ".join(
                 [f"{c.title}. {c.description}".strip()]
+                + ([c.series_words()] if c.is_series else [])
                 + [cron_words(c.schedule, tz) if c.schedule else "No schedule: started by hand."]
                 + ["A run started by hand is a dry run unless you untick “Dry run”."]
                 * (c.kind == CampaignKind.mass)
+                + ([ends_words(c.params)] if c.params.get("ends_on") else [])
             ),
             cron=c.schedule,
             # a mass mailing started by hand defaults to a dry run (review the artifact, then send);
@@ -101,6 +117,16 @@ def deployment_specs(settings: Settings | None = None) -> list[DeploymentSpec]:
     )
     specs.append(
         DeploymentSpec(
+            name="recovery",
+            entrypoint=RECOVERY_ENTRYPOINT,
+            description="Runs that finish themselves: closes runs whose process died and sends the mails "
+            f"they left open, exactly once. {cron_words(settings.recovery_cron, tz)}",
+            cron=settings.recovery_cron,
+            tags=("shopmail", "maintenance"),
+        )
+    )
+    specs.append(
+        DeploymentSpec(
             name="daily-schedule",
             entrypoint=DAILY_ENTRYPOINT,
             description="Every campaign due on a day, most important first: catch up a missed day. "
@@ -113,6 +139,16 @@ def deployment_specs(settings: Settings | None = None) -> list[DeploymentSpec]:
             name="campaign-report",
             entrypoint=REPORT_ENTRYPOINT,
             description="Measured results of a campaign: mailed vs holdout, uplift in conversion, revenue.",
+            tags=("shopmail", "report"),
+        )
+    )
+    specs.append(
+        DeploymentSpec(
+            name="campaign-results",
+            entrypoint=RESULTS_ENTRYPOINT,
+            description="What a campaign's mails did in a period: delivered, bounced, opened, clicked "
+            "(per link: which product, which button), unsubscribed, spam reports, orders and revenue after "
+            "a click beside the holdout uplift; per variant, language, segment, run or A/B phase.",
             tags=("shopmail", "report"),
         )
     )
@@ -169,7 +205,7 @@ def pool_specs(settings: Settings | None = None) -> list[DeploymentSpec]:
             entrypoint=RUN_NAMES_ENTRYPOINT,
             description="Gives the runs waiting to start (scheduled, or started from a form) their "
             "meaningful names instead of random ones. Every hour on the hour; each run watches for "
-            "59 minutes.",
+            f"59 minutes ({settings.timezone}).",
             cron="0 * * * *",
             parameters={"watch_minutes": 59},
             tags=("shopmail", "maintenance"),
@@ -288,7 +324,9 @@ def prefect_yaml(pool: str = DEFAULT_POOL, timezone: str | None = None) -> str:
                 # server would refuse it; `shopmail deploy` then sets the deployment's form (campaign
                 # fixed, not in it) and turns enforcement back on
                 **({"enforce_parameter_schema": False} if "campaign" in spec.parameters else {}),
-                "work_pool": {"name": pool},
+                # job variables: the same logging as `shopmail serve` and the CLI (quiet routine lines,
+                # no traceback for a decision: config/quiet_logs.py); resolved by `prefect deploy`
+                "work_pool": {"name": pool, "job_variables": {"env": dict(LOGGING_JOB_ENV)}},
             }
             for spec in pool_specs(settings)
         ],
@@ -346,15 +384,12 @@ def apply_forms(prefect_file: Path = Path("prefect.yaml")) -> list[str]:
     return done
 
 
-LOGGING_CONFIG = Path(__file__).resolve().parent.parent / "config" / "logging.yml"
+LOGGING_JOB_ENV = {"PREFECT_LOGGING_SETTINGS_PATH": "{{ $SHOPMAIL_PROJECT_DIR }}/config/logging.yml"}
 
 
 def use_quiet_logging() -> None:
     """Point this process and the flow runs it starts at config/logging.yml (Prefect's logging with
     the engine's routine lines dropped), unless PREFECT_LOGGING_SETTINGS_PATH is set already."""
-    if os.environ.get("PREFECT_LOGGING_SETTINGS_PATH"):
-        return
-    os.environ["PREFECT_LOGGING_SETTINGS_PATH"] = str(LOGGING_CONFIG)
-    from prefect.logging.configuration import setup_logging
-
-    setup_logging(incremental=False)
+    if os.environ.get(SETTING) == str(LOGGING_CONFIG) or use_logging_config() != str(LOGGING_CONFIG):
+        return  # applied already, or the operator's own settings file
+    apply_logging_config()

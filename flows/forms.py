@@ -10,12 +10,13 @@ pass it) back to the id with `campaign_id` / `segment_id`. Optional fields are p
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import WithJsonSchema
 
-from segments.rules import load_segments
-from shopmail.campaigns import registry
+from segments.rules import SegmentError, load_segments
+from shopmail.campaigns import CampaignError, campaigns_folder, registry
 
 ALL_SEGMENTS = "all"
 ALL_SEGMENTS_TITLE = "Все, кого выбирает кампания (без сегмента)"
@@ -36,34 +37,49 @@ FIELD_TITLES = {
     "include_service": "Also service mails",
     "watch_minutes": "Keep watching (minutes)",
     "every_seconds": "Look every (seconds)",
+    "group_by": "One row per",
+    "with_machine_opens": "Count machine opens (Apple Mail) as opens",
 }
 
 
 @cache
 def segment_titles() -> dict[str, str]:
-    """Segment id -> title, `all` (no segment) first."""
-    return {ALL_SEGMENTS: ALL_SEGMENTS_TITLE} | {n: s.title for n, s in load_segments().segments.items()}
+    """Segment id -> title, `all` (no segment) first; a broken segment is left out (it disables only
+    itself: the other segments, and campaigns without a segment, still run)."""
+    catalogue = load_segments(strict=False)
+    return {ALL_SEGMENTS: ALL_SEGMENTS_TITLE} | {n: catalogue.get(n).title for n in catalogue.names()}
+
+
+def campaign_titles(*, marketing_only: bool = False) -> dict[str, str]:
+    """Campaign id -> title of the campaigns folder the settings name now (marketing campaigns only
+    when asked)."""
+    return _campaign_titles(campaigns_folder(), marketing_only)
 
 
 @cache
-def campaign_titles(*, marketing_only: bool = False) -> dict[str, str]:
-    """Campaign id -> title (marketing campaigns only when asked)."""
-    return {n: c.title for n, c in registry().items() if c.marketing or not marketing_only}
+def _campaign_titles(folder: Path, marketing_only: bool) -> dict[str, str]:
+    return {n: c.title for n, c in registry(folder).items() if c.marketing or not marketing_only}
 
 
-def _to_id(value: Any, titles: dict[str, str], what: str) -> str:
+campaign_titles.cache_clear = _campaign_titles.cache_clear  # type: ignore[attr-defined]
+
+
+def _to_id(value: Any, titles: dict[str, str]) -> str | None:
+    """The id of `value` (an id or a title), or None when it is neither."""
     value = str(getattr(value, "value", value)).strip()
     if value in titles:
         return value
-    by_title = {title: name for name, title in titles.items()}
-    if value in by_title:
-        return by_title[value]
-    raise ValueError(f"unknown {what} '{value}': choose one of {', '.join(titles)}")
+    return {title: name for name, title in titles.items()}.get(value)
 
 
 def campaign_id(value: Any) -> str:
-    """A campaign as its id, from its id or its title (the form shows titles)."""
-    return _to_id(value, campaign_titles(), "campaign")
+    """A campaign as its id, from its id or its title (the form shows titles); `CampaignError` (a
+    `ValueError`) names the known ones otherwise."""
+    titles = campaign_titles()
+    found = _to_id(value, titles)
+    if found is None:
+        raise CampaignError(f"unknown campaign '{_plain(value)}': choose one of {', '.join(titles)}")
+    return found
 
 
 def campaign_name_for_run(params: dict[str, Any]) -> str:
@@ -76,10 +92,22 @@ def campaign_name_for_run(params: dict[str, Any]) -> str:
 
 def segment_id(value: Any) -> str | None:
     """A segment as its id (`all`: no segment), from its id or title; None or '' -> None (the
-    campaign's default)."""
-    if value is None or str(getattr(value, "value", value)).strip() == "":
+    campaign's default). `SegmentError` (a `ValueError`) for an unknown segment, and for a broken one
+    with what is wrong with it."""
+    if value is None or _plain(value) == "":
         return None
-    return _to_id(value, segment_titles(), "segment")
+    titles = segment_titles()
+    found = _to_id(value, titles)
+    if found is not None:
+        return found
+    broken = load_segments(strict=False).broken
+    if _plain(value) in broken:
+        raise SegmentError(f"segment '{_plain(value)}' is disabled: {broken[_plain(value)]}")
+    raise SegmentError(f"unknown segment '{_plain(value)}': choose one of {', '.join(titles)}")
+
+
+def _plain(value: Any) -> str:
+    return str(getattr(value, "value", value)).strip()
 
 
 def campaign_dropdown(*, marketing_only: bool = False) -> WithJsonSchema:
@@ -94,6 +122,9 @@ def segment_dropdown(*, include_all: bool = True) -> WithJsonSchema:
 
 
 DATE_FIELD = WithJsonSchema({"type": "string", "format": "date"})
+# set by the recovery step only: not in a marketer's form (see INTERNAL_FIELDS)
+RESUME_FIELD = WithJsonSchema({"type": "string", "title": "Resume a stopped run"})
+INTERNAL_FIELDS = frozenset({"resume_of"})
 
 
 def bounded_int(low: int, high: int) -> WithJsonSchema:
@@ -110,7 +141,7 @@ def shape_form(
     shaped = dict(schema)
     properties = {}
     for name, prop in schema.get("properties", {}).items():
-        if name in fixed:
+        if name in fixed or name in INTERNAL_FIELDS:
             continue
         prop = {k: v for k, v in prop.items() if not (k == "default" and v is None)}
         prop["title"] = FIELD_TITLES.get(name, prop.get("title", name))

@@ -121,11 +121,54 @@ NAMERS: dict[str, Namer] = {
 }
 
 
+# namers of runs due every few minutes: named by the minute they were due, not the one they started
+BY_SCHEDULED_MINUTE = frozenset({"poller_run_name", "run_names_run_name"})
+_SUFFIX = re.compile(r"-\d{1,3}$")
+
+
+def with_suffix(name: str, taken: set[str]) -> str:
+    """`name`, or `name-2`, `name-3`, ... when runs of that name exist already (`taken`): a run can be
+    found by its name, and the first one keeps the plain name."""
+    if name not in taken:
+        return name
+    number = 2
+    while f"{name}-{number}" in taken:
+        number += 1
+    return f"{name}-{number}"
+
+
+def taken_names(client: Any, name: str, run_id: Any = None) -> set[str]:
+    """The names of the other flow runs named `name` or `name-<n>` (a sync Prefect client)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    runs = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=name)), limit=PAGE
+    )
+    return {
+        r.name
+        for r in runs
+        if str(r.id) != str(run_id) and (r.name == name or _SUFFIX.sub("", r.name) == name)
+    }
+
+
+def unique_name(name: str, run_id: Any) -> str:
+    """`with_suffix` over the Prefect server's runs; `name` itself when the server cannot be asked."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            return with_suffix(name, taken_names(client, name, run_id))
+    except Exception:  # noqa: BLE001 - a name is not worth failing a run for
+        return name
+
+
 def name_at_start(
     current: str | None, namer: Namer, params: dict[str, Any], scheduled: datetime | None, now: datetime
 ) -> str:
     """The name a run takes when it starts: a name typed in the run form is kept; a random name, or
-    the name given early for the scheduled time, becomes the name for the start time (`now`)."""
+    the name given early for the scheduled time (with or without its `-<n>` suffix), becomes the name
+    for the start time (`now`; the scheduled minute for runs due every few minutes)."""
+    when = scheduled.astimezone(now.tzinfo) if scheduled and namer.__name__ in BY_SCHEDULED_MINUTE else now
     if current and not looks_generated(current):
         # names given while the run waited: from its parameters, or (a run created with only some
         # of them, the deployment's defaults merged later) without a shop day
@@ -134,16 +177,20 @@ def name_at_start(
             if scheduled
             else set()
         )
-        if current not in early:
+        if current not in early and _SUFFIX.sub("", current) not in early:
             return current  # chosen by a person
-    return namer(params, now)
+    name = namer(params, when)
+    return current if current and _SUFFIX.sub("", current) == name else name  # keeps its `-<n>`
 
 
 def runtime_name(namer: Namer) -> str:
-    """For a flow's `flow_run_name`: `name_at_start` of the running flow run."""
+    """For a flow's `flow_run_name`: `name_at_start` of the running flow run, with a short suffix when
+    another run has that name already (`unique_name`); a name it has already is kept."""
     tz = get_settings().tz
     scheduled = flow_run.scheduled_start_time
-    return name_at_start(flow_run.name, namer, dict(flow_run.parameters), scheduled, datetime.now(tz))
+    current = flow_run.name
+    name = name_at_start(current, namer, dict(flow_run.parameters), scheduled, datetime.now(tz))
+    return name if name == current else unique_name(name, flow_run.id)
 
 
 def rename_waiting_runs(client: Any, tz: ZoneInfo, limit: int = 2000) -> list[tuple[str, str]]:
@@ -192,6 +239,7 @@ def rename_waiting_runs(client: Any, tz: ZoneInfo, limit: int = 2000) -> list[tu
             defaults[run.deployment_id] = dict(client.read_deployment(run.deployment_id).parameters or {})
         when = run.expected_start_time or run.next_scheduled_start_time or datetime.now(tz)
         new = namer({**defaults[run.deployment_id], **run.parameters}, when.astimezone(tz))
+        new = with_suffix(new, taken_names(client, new, run.id))
         if not _still_waiting(client, run):  # started meanwhile: its own name (flow_run_name) wins
             continue
         client.update_flow_run(run.id, name=new)

@@ -22,7 +22,8 @@ from prefect.runtime import flow_run
 from sqlalchemy import Engine
 
 from config.settings import get_settings
-from flows.steps import check_data, send_selection
+from flows.ab_test import send_campaign
+from flows.steps import check_data
 from shopmail.campaigns import Campaign, enabled_campaigns
 from shopmail.db import get_engine
 from shopmail.redaction import install_log_redaction, redact
@@ -103,7 +104,7 @@ def expire_aged_out(
     """Close as `expired` the unsent mails of events that fall out of this poll's window because they
     are older than `max_age_hours` (between the watermark minus the overlap and the cut-off)."""
     max_age = spec.params.get("max_age_hours")
-    if mark is None or not max_age:
+    if mark is None or not max_age or spec.is_series:  # a series skips its late steps itself
         return 0
     since, cutoff = mark - timedelta(minutes=overlap_min), until - timedelta(hours=float(max_age))
     if since >= cutoff:
@@ -162,7 +163,9 @@ def service_poller(dry_run: bool = False, campaigns: list[str] | None = None) ->
                 expired[spec.name] = closed
                 logger.warning("%s: %d mails never sent within max_age_hours: expired", spec.name, closed)
         selection = select_recipients_task(spec, frames, day, quarantined_ids, window=window)
-        if len(selection.eligible):  # re-read events (overlap) that all went out: no run to record
+        book = selection.series
+        news = bool(book and (book.new_entries or book.exits or book.skips)) or len(selection.holdout)
+        if len(selection.eligible) or news:  # re-read events that all went out: no run to record
             run_id = str(uuid.uuid5(uuid.UUID(parent), spec.name))
             state_db.start_run(state, run_id, spec.name, day, dry_run)
             report = RunReport(
@@ -173,7 +176,7 @@ def service_poller(dry_run: bool = False, campaigns: list[str] | None = None) ->
                 window=[window[0].isoformat(), window[1].isoformat()],
             )
             try:
-                send_selection(spec, selection, frames, report, settings, state, dry_run=dry_run, limit=None)
+                send_campaign(spec, selection, frames, report, settings, state, dry_run=dry_run, limit=None)
             except Exception as exc:  # this campaign re-reads its window next time; others go on
                 failures.append(redact(f"{spec.name}: {exc}"))
                 reports[spec.name] = report

@@ -5,6 +5,9 @@ case-insensitive by RFC 5321; local parts may in theory be case-sensitive, but n
 shop meets (Gmail, Yandex, Mail.ru, Outlook, iCloud) treats them so, and SendGrid's suppression lists
 compare them case-insensitively too. So `Anna@Mail.ru ` and `anna@mail.ru` are one person: one mail
 per occasion, and an unsubscribe or suppression of either stops marketing mail to both.
+
+Whether an address can be mailed is the one rule of config/addresses.py (the data gate's and the
+senders'); Unicode domains are mailed in punycode (`почта.рф` -> `xn--80a1acny.xn--p1ai`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Collection
 
 import pandas as pd
 
-EMAIL = re.compile(r"^[A-Za-z0-9._%+\-']+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}$")
+from config.addresses import MAX_ADDRESS, is_sendable, sendable_address
 
 # Reasons, in the order they are checked; a recipient gets the first that applies.
 REASONS = (
@@ -29,17 +32,59 @@ REASONS = (
 
 
 def address_keys(emails: pd.Series) -> pd.Series:
-    """The comparison key of each address: trimmed, lower-cased ('' for a missing address)."""
-    return emails.fillna("").astype(str).str.strip().str.lower()
+    """The comparison key of each address: trimmed, lower-cased, a Unicode domain in punycode as it is
+    mailed (and as provider events and suppressions carry it); '' for a missing address."""
+    keys = emails.fillna("").astype(str).str.strip().str.lower()
+    unicode = ~keys.str.isascii()
+    if unicode.any():
+        keys[unicode] = clean_addresses(keys[unicode]).str.lower()
+    return keys
 
 
 def clean_addresses(emails: pd.Series) -> pd.Series:
-    """The address to send to: trimmed, with the (case-insensitive) domain lower-cased."""
+    """The address to send to: trimmed, with the (case-insensitive) domain lower-cased, a Unicode
+    domain in punycode (`config.addresses.sendable_address`, vectorised for plain ASCII)."""
     text = emails.fillna("").astype(str).str.strip()
     if text.empty:
         return text
     parts = text.str.rpartition("@")
-    return (parts[0] + parts[1] + parts[2].str.lower()).where(text.str.contains("@", regex=False), text)
+    clean = (parts[0] + parts[1] + parts[2].str.lower()).where(text.str.contains("@", regex=False), text)
+    unicode = ~clean.str.isascii()
+    if unicode.any():  # few: one by one
+        clean[unicode] = text[unicode].map(sendable_address)
+    return clean
+
+
+def mailable(emails: pd.Series) -> pd.Series:
+    """Which raw addresses can be mailed once cleaned (`clean_addresses` + `sendable`, without
+    lower-casing every domain: the rule ignores case)."""
+    text = emails.fillna("").astype(str).str.strip()
+    unicode = ~text.str.isascii()
+    if unicode.any():
+        text[unicode] = text[unicode].map(sendable_address)
+    return sendable(text)
+
+
+# `config.addresses.PLAIN_ADDRESS` for addresses without a hyphen and at most 65 characters long, where it
+# is exact (no label can start or end with a hyphen, no local part be over 64), at twice its speed
+_NO_HYPHEN = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~]+)*@(?:[A-Za-z0-9]{1,63}\.)+[A-Za-z]{2,63}"
+)
+SHORT = 65
+
+
+def sendable(addresses: pd.Series) -> pd.Series:
+    """Which of these addresses (in the form `clean_addresses` gives) can be mailed: the rule of
+    `config.addresses.is_sendable`, vectorised: a fast exact pattern for short addresses without a
+    hyphen, the rule itself for the others (hyphens, A-labels, long ones)."""
+    text = addresses.fillna("").astype(str)
+    lengths = text.str.len()
+    others = (lengths > SHORT) | text.str.contains("-", regex=False)
+    ok = text.str.fullmatch(_NO_HYPHEN.pattern).fillna(False).astype(bool) & ~others
+    checked = others & (lengths <= MAX_ADDRESS)
+    if checked.any():
+        ok[checked] = [is_sendable(a) for a in text[checked]]
+    return ok.astype(bool)
 
 
 def eligibility(
@@ -67,7 +112,7 @@ def eligibility(
     key = address_keys(recipients["email"])
     checks = {
         "quarantined": recipients["customer_id"].isin(list(quarantined_ids)),
-        "invalid_email": ~email.str.match(EMAIL.pattern),
+        "invalid_email": ~sendable(email),
         "no_consent": ~recipients["marketing_consent"].astype(bool) if marketing else False,
         "unsubscribed": (
             recipients["customer_id"].isin(list(unsubscribed_ids))

@@ -49,6 +49,14 @@ def holdout_bucket(campaign: str, customer_ids: np.ndarray | pd.Series | list[in
     return (mixed >> np.uint64(11)).astype(np.float64) * (100.0 / 2.0**53)
 
 
+def unit_bucket(seed_text: str, customer_ids: np.ndarray | pd.Series | list[int]) -> np.ndarray:
+    """Each customer's stable position in [0, 1) for `seed_text` (the same hash as the holdout, seeded
+    with the first 8 bytes of sha256(seed_text)): independent draws for independent seed texts."""
+    seed = int.from_bytes(hashlib.sha256(seed_text.encode()).digest()[:8], "big")
+    ids = np.asarray(customer_ids, dtype=np.int64).astype(np.uint64)
+    return (_splitmix64(ids ^ np.uint64(seed)) >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+
 def in_holdout(campaign: str, customer_ids: np.ndarray | pd.Series | list[int], percent: float) -> np.ndarray:
     """Boolean mask: which customers are in the campaign's holdout of `percent` % (0 = nobody)."""
     if not 0 <= percent <= 100:

@@ -48,6 +48,8 @@ def redact_url_passwords(text: str) -> str:
 
 def _password_forms(url: str) -> set[str]:
     """The password of a DB URL as written and decoded (empty if none or unparseable)."""
+    if "@" not in url:  # no user info, no password (and no SQLAlchemy import for the CLI's start)
+        return set()
     from sqlalchemy.engine import make_url
 
     try:

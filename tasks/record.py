@@ -15,7 +15,7 @@ from shopmail.db import private_dir
 from shopmail.mail.previews import PREVIEW_DIR, preview_url
 from shopmail.mailer.base import OutgoingMail
 from shopmail.redaction import redact, redact_tokens
-from shopmail.run.run_report import COUNT_LABELS, SKIP_REASON_WORDS, RunReport
+from shopmail.run.run_report import RunReport, words
 from shopmail.state import state_db
 
 _ACTIVE = re.compile(r"<script\b.*?</script\s*>|\son\w+\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]+)", re.I | re.S)
@@ -59,6 +59,8 @@ def record_run(report: RunReport, status: str) -> None:
     settings = get_settings()
     state = state_db.upgrade(settings.state_url_resolved)
     state_db.finish_run(state, report.run_id, status, report.counts(), report.details())
+    if not report.dry_run:
+        state_db.recount_late_sends(state, report.campaign, report.as_of, report.run_id)
     key = artifact_key("campaign", report.campaign)
     if report.sample is not None and not report.sample_link:
         html = save_mail_html(report.sample, f"{report.campaign}-{report.run_id}")
@@ -72,9 +74,8 @@ def record_run(report: RunReport, status: str) -> None:
     create_markdown_artifact(markdown=report.markdown(status), key=key, description=report.title())
     rows: list[dict[str, Any]] = []
     if report.dry_run:
-        rows.append({"outcome": "would send", "count": report.would_send()})
-    rows += [{"outcome": COUNT_LABELS.get(k, k), "count": v} for k, v in report.counts().items()]
-    rows += [
-        {"outcome": f"skipped: {SKIP_REASON_WORDS.get(k, k)}", "count": v} for k, v in report.skipped.items()
-    ]
+        rows.append({"outcome": words("would_send", "count"), "count": report.would_send()})
+    rows += [{"outcome": words(k, "count"), "count": v} for k, v in report.counts().items()]
+    skipped = words("skipped_because", "label")
+    rows += [{"outcome": f"{skipped}: {words(k)}", "count": v} for k, v in report.skipped.items()]
     create_table_artifact(table=rows, key=f"{key}-counts", description=report.title())

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pandas as pd
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from config.settings import get_settings
-from shopmail.shop.data_checks import GateReport, clean_frames, run_gate
+from shopmail.run.campaign_check import gate_frames
+from shopmail.shop.data_checks import GateReport, clean_frames, omitted_columns
 
 
 class DataCheckFailed(RuntimeError):
@@ -23,7 +24,10 @@ def validate_shop_data(
     """Run the gate over every extracted dataset (`as_of`, `until`: the run day and its end, UTC; the
     orders' freshness is judged against the clock and SHOPMAIL_MAX_ORDER_AGE_DAYS)."""
     now = datetime.now(UTC).replace(tzinfo=None)
-    return run_gate(frames, as_of, until, now=now, max_order_age_days=get_settings().max_order_age_days)
+    report = gate_frames(frames, as_of, get_settings(), now, until)
+    for note in omitted_columns(report):  # e.g. no `language` column: everybody gets the default language
+        get_run_logger().warning("%s", note)
+    return report
 
 
 def drop_quarantined(frames: dict[str, pd.DataFrame], report: GateReport) -> dict[str, pd.DataFrame]:

@@ -22,20 +22,40 @@ from shopmail.db import get_engine  # noqa: E402
 
 SHOPMAIL_ENV = [k for k in os.environ if k.startswith("SHOPMAIL_")]
 
-# Not the shipped demo values: SendGrid runs and the feedback app refuse those
-# (config.settings.require_production_settings). Every test gets them through `settings` (and
-# subprocesses started with os.environ inherit them); a test that builds Settings by hand or an
-# env dict from scratch can use PRODUCTION_ENV / production_values().
+# Not the shipped demo values: real sends (SendGrid, or a shop database that is not the demo shop)
+# and the feedback app refuse those (config.settings.require_production_settings). Every test gets
+# them through `settings` (and subprocesses started with os.environ inherit them); a test that builds
+# Settings by hand or an env dict from scratch can use PRODUCTION_ENV / production_values().
 PRODUCTION_ENV = {
     "SHOPMAIL_UNSUBSCRIBE_SECRET": "test-secret",
     "SHOPMAIL_COUPON_SECRET": "test-coupon-secret",
     "SHOPMAIL_SENDER_EMAIL": "shop@tests.example",
+    # the shop profile (config/shop_profile.py): what a customer sees
+    "SHOPMAIL_SENDER_NAME": "Чайный дом",
+    "SHOPMAIL_SHOP_NAME": "Чайный дом",
+    "SHOPMAIL_SHOP_NAME_GENITIVE": "Чайного дома",
+    "SHOPMAIL_SHOP_NAME_PREPOSITIONAL": "Чайном доме",
+    "SHOPMAIL_SHOP_URL": "https://tea-house.tests.example",
+    "SHOPMAIL_SUPPORT_EMAIL": "help@tea-house.tests.example",
+    "SHOPMAIL_SUPPORT_PHONE": "+7 495 123-45-67",
+    "SHOPMAIL_SOCIAL_LINKS": '{"Telegram": "https://t.me/tea_house_tests"}',
+    "SHOPMAIL_LEGAL_FOOTER": "ООО «Чайный дом», 190000, Санкт-Петербург, Невский пр., 1",
+    "SHOPMAIL_UNSUBSCRIBE_URL": "https://mail.tea-house.tests.example/unsubscribe",
+    "SHOPMAIL_TRACKING_URL": "https://www.pochta.ru/tracking#{tracking_number}",
+    "SHOPMAIL_UNSUBSCRIBE_MAILBOX": "unsubscribe@tea-house.tests.example",
+    # the demo shop's product pages live on shop.example: a shop may link to more hosts than its own
+    "SHOPMAIL_LINK_HOSTS": "shop.example",
 }
+FEEDBACK_ORIGIN = "https://mail.tea-house.tests.example"  # of SHOPMAIL_UNSUBSCRIBE_URL: preview links
 
 
 def production_values() -> dict[str, str]:
     """PRODUCTION_ENV as Settings(**values) keyword arguments."""
-    return {key.removeprefix("SHOPMAIL_").lower(): value for key, value in PRODUCTION_ENV.items()}
+    import json
+
+    values = {key.removeprefix("SHOPMAIL_").lower(): value for key, value in PRODUCTION_ENV.items()}
+    values["social_links"] = json.loads(values["social_links"])
+    return values
 
 
 @pytest.fixture
@@ -55,6 +75,18 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     yield get_settings()
     get_settings.cache_clear()
     get_engine.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def no_local_prefect_server_left(tmp_path: Path) -> Iterator[None]:
+    """A `shopmail` command run by a test without PREFECT_API_URL starts the local Prefect server, which
+    outlives the command by design; stop it after the test (left running, each costs CPU and memory for
+    the rest of the suite)."""
+    yield
+    from shopmail.run import local_prefect
+
+    for recorded in tmp_path.rglob(local_prefect.STATE_FILE):
+        local_prefect.stop(recorded.parent)
 
 
 @pytest.fixture(scope="session")

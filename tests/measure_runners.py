@@ -1,5 +1,6 @@
 """Wall time of one `sale` campaign per task runner: threads, processes, a local Dask cluster started
-by the run, and a standing Dask cluster (`SHOPMAIL_DASK_ADDRESS`) with warm workers (README, Growing).
+by the run, and a standing Dask cluster (`SHOPMAIL_DASK_ADDRESS`) with warm workers
+(docs/operating/scale-out.md).
 
 Shop and state DB on the local PostgreSQL (a fresh state DB per run), mail to the local SendGrid
 server in its own process (or the memory provider); one Prefect test server for all runs. Not a

@@ -119,8 +119,11 @@ def running_prefect_server(
 def sendgrid_serve_env(server: PrefectServer, workdir: Path, data_dir: Path, sendgrid_host: str) -> dict:
     """Environment for `shopmail serve` sending through the SendGrid provider to `sendgrid_host`
     (the local SendGrid server), with non-demo secrets and sender as production requires."""
+    from tests.conftest import PRODUCTION_ENV
+
     return {
         **os.environ,
+        **PRODUCTION_ENV,  # the shop profile a real send needs (secrets and sender: the e2e ones below)
         "PREFECT_API_URL": server.url,
         "PREFECT_HOME": str(workdir / "serve-home"),
         "SHOPMAIL_DATA_DIR": str(data_dir),

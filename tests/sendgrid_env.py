@@ -9,7 +9,10 @@ from config.settings import Settings
 def sendgrid_process_env(settings: Settings, sink_url: str, **extra: str) -> dict[str, str]:
     from prefect.settings import get_current_settings
 
+    from tests.conftest import PRODUCTION_ENV
+
     return {
+        **PRODUCTION_ENV,  # the production secrets, sender and shop profile a real send needs
         "SHOPMAIL_DATA_DIR": str(settings.data_dir),
         "SHOPMAIL_MAIL_PROVIDER": "sendgrid",
         "SHOPMAIL_SENDGRID_HOST": sink_url,

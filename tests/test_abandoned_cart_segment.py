@@ -136,14 +136,19 @@ def test_occasion_key_is_the_cart_state(unit: str) -> None:
     frames["carts"]["updated_at"] = frames["carts"]["updated_at"].astype(f"datetime64[{unit}]")
     row = abandoned_cart_audience(frames, AS_OF, MSK).iloc[0].to_dict()
     assert set(CAMPAIGN.occasion_fields) <= set(row)
-    assert CAMPAIGN.occasion_key.format(**row) == f"cart:7:{_epoch('2026-11-22 10:00:05')}"
+    assert STATE_KEY.format(**row) == f"cart:7:{_epoch('2026-11-22 10:00:05')}"
     # the next day's run sees the same cart state: same key, so the ledger sends it once
     again = abandoned_cart_audience(frames, AS_OF + timedelta(days=1), MSK).iloc[0].to_dict()
-    assert CAMPAIGN.occasion_key.format(**again) == CAMPAIGN.occasion_key.format(**row)
-    # touched again later: a new state, a new key
+    assert STATE_KEY.format(**again) == STATE_KEY.format(**row)
+    # touched again later: a new state, a new state key; the series' entry is the cart (one per cart)
     frames["carts"].loc[0, "updated_at"] = pd.Timestamp("2026-11-23 09:00")
     touched = abandoned_cart_audience(frames, AS_OF + timedelta(days=1), MSK).iloc[0].to_dict()
-    assert CAMPAIGN.occasion_key.format(**touched) == f"cart:7:{_epoch('2026-11-23 09:00:00')}"
+    assert STATE_KEY.format(**touched) == f"cart:7:{_epoch('2026-11-23 09:00:00')}"
+    assert CAMPAIGN.occasion_key.format(**touched) == CAMPAIGN.occasion_key.format(**row) == "cart:7"
+
+
+# the daily window's key of one cart state (the series keys the cart itself: `cart:{cart_id}`)
+STATE_KEY = "cart:{cart_id}:{updated_ts}"
 
 
 @pytest.mark.parametrize("skipped_day", [None, date(2026, 11, 12)])
@@ -165,7 +170,7 @@ def test_daily_runs_miss_no_cart_and_key_each_cart_state_once(skipped_day: date 
         for row in audience.to_dict("records"):
             age = send_at - row["updated_at"].to_pydatetime().replace(tzinfo=UTC)
             assert timedelta(hours=params["min_hours"]) <= age <= timedelta(hours=params["max_hours"])
-            ledger.setdefault(CAMPAIGN.occasion_key.format(**row), day)  # the ledger sends each key once
+            ledger.setdefault(STATE_KEY.format(**row), day)  # the ledger sends each key once
     expected = {f"cart:{i}:{_epoch(str(s))}" for i, s in zip(ids, stamps, strict=True)}
     assert set(ledger) == expected  # every cart state reminded, exactly one key each
 

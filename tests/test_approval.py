@@ -111,6 +111,26 @@ def test_rejected_send_sends_nothing_and_says_why(prefect_harness, guarded_shop:
         row = conn.execute(select(run_summaries).where(run_summaries.c.campaign == "new_arrivals")).one()
     assert row.status == "rejected" and "too many" in row.details["approval"]
 
+    # Retry in the UI on the rejected run (the same flow run again), even asking to skip approval:
+    # it refuses, Cancelled, nothing sent; only a new run (which asks again) can send
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+    from prefect.states import AwaitingRetry
+
+    from flows.campaign import campaign_flow
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(paused.id, AwaitingRetry(), force=True)
+        again = client.read_flow_run(paused.id)
+    retried = run_flow(
+        campaign_flow,
+        flow_run=again,
+        parameters={"campaign": "new_arrivals", "as_of": AS_OF, "preapproved": True},
+        return_type="state",
+    )
+    assert retried.is_cancelled() and "asks for approval again" in (retried.message or ""), retried
+    assert _sent(guarded_shop) == 0
+
 
 def test_approved_send_goes_out(prefect_harness, guarded_shop: Settings) -> None:
     from prefect.flow_runs import resume_flow_run

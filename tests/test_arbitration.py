@@ -240,3 +240,43 @@ def test_lower_priority_campaign_skips_customers_mailed_by_a_higher_one_today(
         if mail["X-Shopmail-Send-At"] is not None:
             at = int(mail["X-Shopmail-Send-At"])
             assert now < at <= now + 24 * 3600 and at % 3600 == 0
+
+
+def test_the_claim_time_cap_in_plain_python_equals_the_frame_rule() -> None:
+    """`cap_mask` (the claim-time cap, no frames) keeps exactly the rows `apply_frequency_cap` keeps,
+    on random candidates and histories: repeated customers, own keys in the history, old rows, rows
+    of lower and higher priority campaigns, and every cap setting."""
+    import random
+    from datetime import datetime, timedelta
+
+    from segments.arbitration import CapRule, apply_frequency_cap, cap_mask
+
+    rng = random.Random(11)
+    now = datetime(2026, 12, 7, 12, 0)
+    day_start = datetime(2026, 12, 6, 21, 0)
+    priorities = {"sale": 50, "new_arrivals": 30, "birthday": 70}
+    for _ in range(300):
+        rule = CapRule(rng.choice([0, 1, 2, 3]), rng.choice([1, 7]), rng.choice([0, 1, 2]))
+        candidates = [(rng.randint(1, 30), f"k{i}") for i in range(rng.randint(0, 60))]
+        history = [
+            (
+                rng.randint(1, 30),
+                rng.choice([*priorities, "welcome"]),
+                rng.choice([f"k{rng.randint(0, 80)}", f"h{i}"]),
+                now - timedelta(hours=rng.uniform(0, 24 * 9)),
+            )
+            for i in range(rng.randint(0, 80))
+        ]
+        priority = rng.choice(list(priorities.values()))
+        kwargs = {
+            "priority": priority,
+            "priorities": priorities,
+            "now": now,
+            "day_start": day_start,
+            "rule": rule,
+        }
+        recipients = pd.DataFrame(candidates, columns=["customer_id", "message_key"])
+        frame = pd.DataFrame(history, columns=["customer_id", "campaign", "message_key", "created_at"])
+        kept, _ = apply_frequency_cap(recipients, frame, **kwargs)
+        expected = recipients["message_key"].isin(kept["message_key"]).tolist()
+        assert cap_mask(candidates, history, **kwargs) == expected

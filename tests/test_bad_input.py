@@ -179,7 +179,9 @@ def test_a_template_broken_for_some_recipients_fails_the_run(
         body.write_text(
             body.read_text(encoding="utf-8").replace(
                 "{{ order_id }}",
-                "{{ order_id }}{% if order_id is divisibleby 3 %}{{ order.number }}{% endif %}",
+                # not the sample mail's order (9999999), which the load-time length check renders
+                "{{ order_id }}{% if order_id is divisibleby 3 and order_id != 9999999 %}"
+                "{{ order.number }}{% endif %}",
             )
         )
     monkeypatch.setenv("SHOPMAIL_TEMPLATES_DIR", str(templates))

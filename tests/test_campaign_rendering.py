@@ -11,6 +11,7 @@ from shopmail.campaigns import get_campaign, registry
 from shopmail.db import get_engine
 from shopmail.devtools.demo_shop import generate_demo_shop
 from shopmail.devtools.sendgrid_sink import validate_mail_send
+from shopmail.mail.samples import sample_rows
 from shopmail.mailer.sendgrid_api import sendgrid_payload
 from shopmail.run.composer import MailComposer
 from shopmail.run.pipeline import product_lookup, select_recipients
@@ -50,6 +51,10 @@ def test_campaign_renders_for_every_variant_and_language(
     assert len(eligible) > 0, f"{name}: the demo shop gives no audience on {day}"
     products = product_lookup(frames["products"]) if "products" in frames else {}  # as flows/steps.py
     composer = MailComposer(campaign, settings, products)
+    # the campaign's sample data (gallery, browser test, length check) has every column the templates read
+    sample = sample_rows(campaign.template, settings.templates_dir)[0]
+    read = {n for lang in ("ru", "en") for n in composer.shape(lang).by_row} & set(eligible.columns)
+    assert read <= set(sample), f"{name}: sample.toml lacks {sorted(read - set(sample))}"
     groups = [c for c in ("variant",) if c in eligible.columns]
     for language in ("ru", "en"):
         rows = eligible.assign(language=language)

@@ -115,17 +115,23 @@ def test_a_live_run_keeps_its_rows_a_dead_runs_rows_become_in_doubt(state: Engin
         live = ledger.claim(state, entries, "run-b", "memory", lease_seconds=lease)
         assert live.keys == [] and len(live.held_by_other) == 20
         assert beat.beats >= 2
-    # run-a stops beating (dies); once its lease ran out, run-b takes every row over, in doubt
-    ledger.mark(state, [SendResult(entries[0].key, SendStatus.sent, "pid")], "run-a")  # one went out
+    # run-a had requested every row; it stops beating (dies); once its lease ran out, run-b takes every
+    # row over, in doubt
+    assert len(ledger.mark_requested(state, [e.key for e in entries], first.token)) == 20
+    ledger.mark(
+        state, [SendResult(entries[0].key, SendStatus.sent, "pid")], token=first.token
+    )  # one went out
     time.sleep(lease + 0.5)
     taken = ledger.claim(state, entries, "run-b", "memory", lease_seconds=lease)
     assert taken.fresh == [] and len(taken.in_doubt) == 19 and taken.held_by_other == []
     # the dead run's late outcome no longer overwrites rows it lost
-    ledger.mark(state, [SendResult(k, SendStatus.failed, error="late") for k in taken.in_doubt], "run-a")
+    late = [SendResult(k, SendStatus.failed, error="late") for k in taken.in_doubt]
+    ledger.mark(state, late, token=first.token)
+    ledger.mark(state, late, "run-a")
     assert set(ledger.statuses(state, taken.in_doubt).values()) == {"pending"}
-    # a rerun of the same run (task retry) resumes its own rows without waiting for the lease
+    # another attempt of run-b (a re-executed task) does not take them while run-b's attempt lives
     again = ledger.claim(state, entries, "run-b", "memory", lease_seconds=lease)
-    assert sorted(again.retry) == sorted(taken.in_doubt) and again.in_doubt == []
+    assert again.keys == [] and sorted(again.held_by_own_run) == sorted(taken.in_doubt)
 
 
 @pytest.fixture
@@ -210,4 +216,4 @@ def test_claim_time_cap_keeps_the_priority_rule(state: Engine, settings: Setting
     # a resumed mail (own key, a dead run's pending row) is never capped by itself
     later = state_db.utcnow() + timedelta(hours=1)
     resumed = ledger.claim(state, people[:1], "r4", "memory", cap=claim_cap(low, settings), now=later)
-    assert resumed.in_doubt == [people[0].key] and resumed.capped == []
+    assert resumed.retry == [people[0].key] and resumed.capped == []  # never requested: retried

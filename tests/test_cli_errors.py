@@ -160,7 +160,7 @@ def test_demo_day_shows_the_broken_campaign_runs_the_others_and_exits_non_zero(
     registry.cache_clear()
     marker = {"today": AS_OF.isoformat(), "customers": 800, "seed": 42}  # the shop above: no regeneration
     (get_settings().data_dir / "demo_shop.json").write_text(json.dumps(marker))
-    shown = _cli("demo", "--as-of", AS_OF.isoformat(), "--customers", "800")
+    shown = _cli("demo", "--as-of", AS_OF.isoformat(), "--customers", "800", "--days", "1")
     assert shown.exit_code == 1, shown.output
     assert "3 of 3 campaigns did not complete" in shown.output and "Traceback" not in shown.output
 

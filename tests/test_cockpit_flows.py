@@ -14,6 +14,7 @@ import pytest
 from config.settings import Settings
 from shopmail.devtools.demo_shop import generate_demo_shop
 from shopmail.web.feedback_app import running_feedback_app
+from tests.conftest import FEEDBACK_ORIGIN
 
 pytestmark = pytest.mark.flow
 AS_OF = date(2026, 11, 23)
@@ -37,12 +38,12 @@ def _artifact(key: str) -> str:
 
 
 def _links(markdown: str) -> list[str]:
-    return re.findall(r"\(\s*(https://shop\.example/preview/[^)\s]+)\)", markdown)
+    return re.findall(r"\(\s*(" + re.escape(FEEDBACK_ORIGIN) + r"/preview/[^)\s]+)\)", markdown)
 
 
 def _local(link: str, base: str) -> str:
     """The artifact's public link, asked of the feedback app running on this machine."""
-    return base + link.removeprefix("https://shop.example")
+    return base + link.removeprefix(FEEDBACK_ORIGIN)
 
 
 def test_cockpit_flows_answer_in_artifacts(prefect_harness, settings: Settings) -> None:
@@ -63,7 +64,7 @@ def test_cockpit_flows_answer_in_artifacts(prefect_harness, settings: Settings) 
     preview = _artifact("preview-wakeup")
     assert (
         subject in preview
-        and "**HTML version:** [open the mail](https://shop.example/preview/" in preview
+        and f"**HTML version:** [open the mail]({FEEDBACK_ORIGIN}/preview/" in preview
         and "token=" not in preview.replace("token=…", "")
     )
     html_path = preview.split("; file `")[1].split("`")[0]
@@ -96,6 +97,9 @@ def test_cockpit_flows_answer_in_artifacts(prefect_harness, settings: Settings) 
 
     text = why_mail(campaign="wakeup", customer_id=customer)
     assert f"Customer {customer}" in text and "In the audience" in text
+    assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", text), text  # the run by its name, never its id
+    of_day = why_mail(campaign="wakeup", customer_id=customer, day=AS_OF)
+    assert f"the wakeup run for {AS_OF}" in of_day.splitlines()[0] and "In the audience" in of_day
     assert f"Customer {customer}" in _artifact("why-wakeup")
 
     rows = campaign_history(campaign="wakeup", runs=5)
@@ -107,15 +111,15 @@ def test_data_check_findings_are_logged_as_a_sentence() -> None:
     from shopmail.shop.data_checks import CheckResult, GateReport
 
     gate = GateReport()
-    gate.add(
-        CheckResult("customers", "expect_column_values_to_match_regex", "email", "quarantine", True, 3, 600)
-    )
+    gate.add(CheckResult("customers", "valid_address", "email", "quarantine", True, 3, 600))
     gate.add(CheckResult("customers", "plausible_age", "birth_date", "unknown", True, 2, 600))
     gate.add(CheckResult("orders", "not_in_future", "created_at", "quarantine", True, 0, 90))
+    gate.add(CheckResult("order_items", "references_orders", "order_id", "quarantine", True, 4, 90))
     text = findings_sentence(gate)
     assert text == (
-        "Data checks found: in customers, 3 of 600 rows fail email match regex (set aside, never mailed); "
-        "in customers, 2 of 600 rows fail birth_date plausible age (the value is treated as missing). "
-        "The run report's data-check table lists every check."
+        "Data checks found: in customers, 3 of 600 rows: email must be a valid e-mail address (row set "
+        "aside, never mailed); in customers, 2 of 600 rows: birth_date age must be plausible (value "
+        "treated as missing); in order_items, 4 of 90 rows: order_id refers to a row missing from orders "
+        "(row set aside, never mailed). The run report's data-check table lists every check."
     )
     assert "{" not in text and "created_at" not in text

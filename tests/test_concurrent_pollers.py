@@ -6,7 +6,7 @@ exactly once (counted by `shopmail_key`), none lost. State DB (and shop) on SQLi
 
 The signed event webhook feeds the real feedback app: it proves acceptance of the killed poller's
 mails, so none is resent after its lease (without proof a mail in flight at the kill may go twice:
-the README's bound, tests/test_crash_doubt.py).
+the documented bound, tests/test_crash_doubt.py).
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ def _env(settings: Settings, sink_url: str) -> dict[str, str]:
             SHOPMAIL_CLAIM_LEASE_SECONDS=str(LEASE_S),
             SHOPMAIL_DOUBT_GRACE_MINUTES=str(GRACE_MIN),
             SHOPMAIL_POLL_FIRST_LOOKBACK_MINUTES=str(LOOKBACK_MIN),
-            PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS="2",
+            SHOPMAIL_SEND_THREADS="2",  # the campaign runs' batches at once
+            PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS="2",  # the poller's (Prefect's default runner)
         ),
     }
 

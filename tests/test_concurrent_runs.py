@@ -84,7 +84,7 @@ def _run_at_once(campaigns: list[str], env: dict[str, str], settings: Settings, 
     (and each run sends two batches at a time) until every run has claimed mails: the runs really
     overlap instead of the first finishing before the second begins."""
     sink.store.set_faults(Faults(slow_ms=1500))
-    env = {**env, "PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS": "2"}
+    env = {**env, "SHOPMAIL_SEND_THREADS": "2"}
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "shopmail.cli", "run", name, "--as-of", AS_OF.isoformat(), "--yes"],
@@ -103,7 +103,11 @@ def _run_at_once(campaigns: list[str], env: dict[str, str], settings: Settings, 
     sink.store.set_faults(Faults())
     for proc in procs:
         out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
+        said = out.decode(errors="replace")
+        # 3: some of its mails were held by the other run, which sent them (the run says so in words)
+        assert proc.returncode in (0, 3), said[-3000:]
+        if proc.returncode == 3:
+            assert "held by another run" in said, said[-3000:]
 
 
 def _mails_per_customer(sink) -> Counter:

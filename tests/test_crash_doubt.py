@@ -4,7 +4,8 @@ accepting mails and then dropping the connection, the signed event webhook (late
 order) feeding the real feedback app, then reruns.
 
 - webhook on, Activity API off: 0 duplicates and 0 losses at the server;
-- webhook off, Activity API off: 0 losses and at most the README's bound of duplicates:
+- webhook off, Activity API off: 0 losses and at most the documented bound
+  (docs/guarantees/exactly-once.md) of duplicates:
   (mails of requests accepted without an answer) + kills x send tasks at once x batch size.
 
 `/tmp`-style measurement scripts reuse `run_scenario` with a bigger shop and other settings.
@@ -61,7 +62,7 @@ class Scenario:
     customers: int = 700
     lease_s: float = 5  # the smallest lease Settings allow
     grace_min: float = 0.05  # 3 s: the webhook's delay (<= 1 s) stays well inside it
-    tasks_at_once: int = 2  # PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS
+    tasks_at_once: int = 2  # SHOPMAIL_SEND_THREADS: batches in flight at once
     batch: int = 25
     kills: int = 3
     faults: dict[str, Any] = field(default_factory=lambda: dict(FAULTS))
@@ -97,7 +98,7 @@ class Outcome:
         return self.mails - len(self.customers_at_sink)
 
     def bound(self, sc: Scenario) -> int:
-        """The README's bound without webhook and Activity API."""
+        """The documented bound (docs/guarantees/exactly-once.md) without webhook and Activity API."""
         return sum(self.doubt_keys.values()) + self.kills * sc.tasks_at_once * sc.batch
 
 
@@ -114,7 +115,7 @@ def _env(settings: Settings, sink_url: str, sc: Scenario) -> dict[str, str]:
         SHOPMAIL_CLAIM_LEASE_SECONDS=str(sc.lease_s),
         SHOPMAIL_DOUBT_GRACE_MINUTES=str(sc.grace_min),
         SHOPMAIL_SENDER_EMAIL="news@mailings.test",
-        PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS=str(sc.tasks_at_once),
+        SHOPMAIL_SEND_THREADS=str(sc.tasks_at_once),
     )
 
 

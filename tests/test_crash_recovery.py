@@ -144,14 +144,15 @@ def test_mails_accepted_before_a_crash_are_confirmed_not_resent(
         selection = select_recipients(campaign, frames, AS_OF, current, state, set())
         composer = MailComposer(campaign, current, product_lookup(frames["products"]))
         rows = selection.eligible.head(10).to_dict("records")
-        # a crashed run: claimed, sent, killed before marking
-        ledger.claim(
+        # a crashed run: claimed, requested, sent, killed before marking
+        crashed = ledger.claim(
             state,
             [LedgerEntry("wakeup", r["occasion_key"], r["customer_id"]) for r in rows],
             "crashed",
             "sendgrid",
             now=state_db.utcnow() - timedelta(hours=1),  # its lease ran out: the run is dead
         )
+        assert len(ledger.mark_requested(state, crashed.keys, crashed.token)) == 10
         with make_sender(current) as sender:
             sender.send_batch([composer.compose(r) for r in rows])
         assert len(sink.store.messages) == 10

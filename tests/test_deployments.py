@@ -133,6 +133,7 @@ def test_descriptions_say_the_time_zone_and_no_parameter_names() -> None:
     specs = {s.name: s for s in deployment_specs()}
     assert "Every Friday at 12:00 shop time (Europe/Moscow)" in specs["new_arrivals"].description
     assert "Every 5 minutes, shop time (Europe/Moscow)" in specs["service-poller"].description
+    assert "Its last day is 2026-11-30: nothing is sent after it" in specs["sale"].description
     for spec in specs.values():
         assert len(spec.tags) == len(set(spec.tags)), spec.name
         assert "days_before" not in spec.description and "`" not in spec.description, spec.name

@@ -162,23 +162,26 @@ def test_activity_lookup_is_bulk_paced_waits_out_429_and_respects_the_lag(monkey
         )
         queries = -(-len(keys) // ACTIVITY_KEYS_PER_QUERY)  # 3
 
+        addresses = {key: f"c{i}@example.com" for i, key in enumerate(keys)}  # as in _payload
         # within the lag: the server does not show the mails yet -> nothing confirmed (not "refused")
-        assert sender.confirm(keys) == {}
+        assert sender.confirm(keys, addresses) == {}
         assert len(lookups) == queries
         time.sleep(2.2)
-        found = sender.confirm(keys)
+        # the answer names no key (SendGrid's message list has no unique_args): mapped by address
+        found = sender.confirm(keys, addresses)
         assert set(found) == set(keys) and len(lookups) == 2 * queries  # 250 keys, 3 requests
         assert len(set(found.values())) == len(keys)  # one msg_id per personalization
         assert pace.slept == []  # 6 lookups: within the burst
 
         # the 7th lookup of the minute: the pacer waits ~10 s, the server (its window is real time)
         # answers 429 with X-RateLimit-Reset, which the client waits out, then gives up: unconfirmed
-        assert sender.confirm(keys[:1]) == {}
+        assert sender.confirm(keys[:1], addresses) == {}
         assert pace.slept and 9 <= sum(pace.slept) <= 31
         assert len(lookups) == 2 * queries + 3  # three attempts
         assert len(waits) == 2 and all(0 < w <= 61 for w in waits)  # until the reset, not a guess
 
-        # a key accepted just now lags behind the older ones
+        # a key accepted just now lags behind the older ones; it shares keys[0]'s address, so the two
+        # go in separate queries (one answer entry per address names its key)
         assert httpx.patch(
             f"{sink.url}/sink/feedback", json={"activity_rate_per_min": 0}, headers=sink.auth
         ).is_success
@@ -186,10 +189,37 @@ def test_activity_lookup_is_bulk_paced_waits_out_429_and_respects_the_lag(monkey
             httpx.post(f"{sink.url}/v3/mail/send", json=_payload(["late"]), headers=sink.auth).status_code
             == 202
         )
-        assert set(sender.confirm(["late", keys[0]])) == {keys[0]}
+        both = {"late": "c0@example.com", keys[0]: "c0@example.com"}
+        before = len(lookups)
+        assert set(sender.confirm(["late", keys[0]], both)) == {keys[0]}
+        assert len(lookups) == before + 2
         time.sleep(2.2)
-        assert set(sender.confirm(["late", keys[0]])) == {"late", keys[0]}
+        found = sender.confirm(["late", keys[0]], both)
+        assert set(found) == {"late", keys[0]} and found["late"] != found[keys[0]]
+        # SendGrid's message list names no custom args
+        answer = httpx.get(
+            f"{sink.url}/v3/messages",
+            params={"query": f'to_email="{addresses[keys[0]]}"', "limit": 10},
+            headers=sink.auth,
+        ).json()["messages"]
+        assert answer and all("unique_args" not in m for m in answer)
+        # without an address a key is looked up alone
+        before = len(lookups)
+        assert set(sender.confirm(keys[:3])) == set(keys[:3]) and len(lookups) == before + 3
         client.close()
+
+
+def test_address_chunks_keep_addresses_distinct_and_unknown_ones_alone() -> None:
+    keys = [f"k{i}" for i in range(250)]
+    addresses = {k: f"a{i % 120}@x.test" for i, k in enumerate(keys)}  # 130 addresses shared by two keys
+    addresses.pop("k5")
+    chunks = sendgrid_api.address_chunks(keys, addresses)
+    assert sorted(k for c in chunks for k in c) == sorted(keys)
+    assert ["k5"] in chunks
+    for chunk in chunks:
+        assert len(chunk) <= ACTIVITY_KEYS_PER_QUERY
+        assert len({addresses.get(k, k).lower() for k in chunk}) == len(chunk)
+    assert len(chunks) == 4  # 249 addressed keys in 3 queries (no address twice), 1 alone
 
 
 # --- the webhook emitter alone ------------------------------------------------------------------

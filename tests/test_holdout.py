@@ -99,7 +99,8 @@ def test_ledger_holdout_rows_are_final_and_idempotent(tmp_path: Path) -> None:
     assert sent.fresh == [entries[0].key]
     assert ledger.already_done(state, [e.key for e in entries], "wakeup") == {e.key for e in entries[1:]}
     again = ledger.claim(state, entries, "run-1", "outbox")  # held-out keys are never claimed
-    assert again.fresh == [] and again.retry == [entries[0].key]
+    # the pending one is the earlier attempt's while its lease lives
+    assert again.keys == [] and again.held_by_own_run == [entries[0].key]
     assert ledger.counts_by_status(state, "wakeup") == {"pending": 1, "holdout": 3}
 
 

@@ -307,8 +307,9 @@ def test_sendgrid_invalid_payload_is_rejected_with_sendgrid_message(
             make_mail("ok"),
         ]
     )
-    assert [r.status for r in results] == [SendStatus.rejected, SendStatus.rejected, SendStatus.sent]
-    assert results[0].error.startswith("HTTP 400: ")
+    # a refusal about the request (its content), not a recipient: failed, sent again once fixed
+    assert [r.status for r in results] == [SendStatus.failed, SendStatus.rejected, SendStatus.sent]
+    assert results[0].error.startswith("request refused: HTTP 400: ")
     assert "the content parameter is required" in results[0].error
     assert "(field: content)" in results[0].error
     assert "invalid address" in results[1].error  # refused locally, never posted
@@ -324,13 +325,14 @@ def test_sendgrid_bad_key_raises_configuration_error(sink: RunningSink) -> None:
     assert sink.store.messages == []
 
 
-def test_sendgrid_auth_failure_after_success_is_a_rejection(
+def test_sendgrid_auth_failure_after_success_fails_the_mail_retryably(
     sink: RunningSink, sender: SendGridSender
 ) -> None:
+    """A key revoked mid-run concerns every request, not the recipient: failed, never rejected."""
     assert sender.send_batch([make_mail("a")])[0].status is SendStatus.sent
     sink.store.api_key = "SG.revoked-meanwhile"
     [result] = sender.send_batch([make_mail("b")])
-    assert result.status is SendStatus.rejected and "HTTP 401" in result.error
+    assert result.status is SendStatus.failed and "HTTP 401" in result.error
 
 
 def test_sendgrid_retries_503_then_sends(
@@ -469,7 +471,7 @@ def test_api_key_never_appears_in_logs_or_errors(caplog: pytest.LogCaptureFixtur
     sender = SendGridSender(API_KEY, client=scripted_client(responses, []), sleep=lambda s: None)
     [result] = sender.send_batch([make_mail()])
 
-    assert result.error == "HTTP 400: bad (field: subject)"
+    assert result.error == "request refused: HTTP 400: bad (field: subject)"
     assert "HTTP 503: down" in caplog.text
     assert API_KEY not in caplog.text and API_KEY not in repr(sender)
 
@@ -517,4 +519,4 @@ def test_factory_builds_each_provider(tmp_path: Path) -> None:
 
 def test_factory_requires_a_sendgrid_key() -> None:
     with pytest.raises(MailerConfigurationError, match="SENDGRID_API_KEY"):
-        make_sender(settings(mail_provider="sendgrid", sendgrid_api_key=None))
+        make_sender(settings(**production_values(), mail_provider="sendgrid", sendgrid_api_key=None))

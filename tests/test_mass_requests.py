@@ -9,7 +9,9 @@ each personalization (SendGrid's substitution) is byte for byte the mail rendere
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -22,6 +24,7 @@ from shopmail.devtools.sendgrid_sink import RunningSink, SinkStore, running_sink
 from shopmail.devtools.sink_faults import Faults
 from shopmail.mailer.base import OutgoingMail, SendStatus
 from shopmail.mailer.sendgrid_api import MAX_SUBSTITUTIONS_PER_REQUEST, SendGridSender, group_for_requests
+from shopmail.mailer.throttle import ErrorBudget
 from shopmail.run.composer import MailComposer
 from shopmail.run.pipeline import product_lookup, select_recipients
 from shopmail.shop.extract import extract
@@ -103,16 +106,53 @@ def test_each_request_carries_up_to_1000_recipients_and_each_gets_exactly_their_
     assert len(ids) == len(sink.store.messages)  # one X-Message-Id per request, shared by its mails
 
 
-def test_a_refused_request_refuses_every_recipient_and_stores_none(
+def test_a_refusal_naming_no_recipient_fails_every_mail_retryably_and_spends_the_budget(
     mass_mails: list[OutgoingMail], sink: RunningSink
 ) -> None:
+    """A 400 about the request (a bad From, a malformed payload) would refuse every request alike:
+    the mails are `failed` (sent again once the cause is fixed), never `rejected` for good."""
     first = group_for_requests(mass_mails)[0]
     assert len(first) == 1000
     sink.store.fail_next.extend([400])
-    with _sender(sink) as sender:
+    budget = ErrorBudget(5)
+    with SendGridSender(KEY, sink.url, sleep=lambda _s: None, error_budget=budget) as sender:
         results = sender.send_batch(first)
-    assert {r.status for r in results} == {SendStatus.rejected}
-    assert sink.store.messages == []
+    assert {r.status for r in results} == {SendStatus.failed}
+    assert all(r.error.startswith("request refused: HTTP 400") for r in results)
+    assert sink.store.messages == [] and budget.failures == 1
+
+
+def test_a_bad_from_address_is_refused_by_the_server_and_fails_every_mail(
+    mass_mails: list[OutgoingMail], sink: RunningSink
+) -> None:
+    first = [replace(m, from_email="news at shop") for m in group_for_requests(mass_mails)[0][:50]]
+    budget = ErrorBudget(0)
+    with SendGridSender(KEY, sink.url, sleep=lambda _s: None, error_budget=budget, concurrency=1) as sender:
+        second = [replace(m, message_key=m.message_key + "b", subject=m.subject + "!") for m in first]
+        results = sender.send_batch(first + second)
+    assert {r.status for r in results} == {SendStatus.failed}
+    assert "from.email" in results[0].error and sink.store.messages == []
+    assert budget.exhausted  # the first refusal spent the budget: the second request was not attempted
+    assert sink.store.requests == 1 and "not attempted" in results[-1].error
+
+
+def test_a_refusal_naming_some_recipients_rejects_them_and_sends_the_others(
+    mass_mails: list[OutgoingMail], sink: RunningSink
+) -> None:
+    """SendGrid refuses a whole request for one bad personalization: that recipient is rejected (for
+    good), the others go again in a request of their own."""
+    first = list(group_for_requests(mass_mails)[0][:200])
+    too_late = int(time.time()) + 100 * 3600  # send_at over SendGrid's 72-hour limit
+    first[3] = replace(first[3], send_at=too_late)
+    first[150] = replace(first[150], send_at=too_late)
+    with _sender(sink) as sender:
+        results = {r.message_key: r for r in sender.send_batch(first)}
+    bad = {first[3].message_key, first[150].message_key}
+    assert {k for k, r in results.items() if r.status is SendStatus.rejected} == bad
+    assert "send_at" in results[first[3].message_key].error
+    assert {r.status for k, r in results.items() if k not in bad} == {SendStatus.sent}
+    assert sink.store.requests == 2 and len(_stored(sink)) == 198
+    assert not bad & set(_stored(sink))
 
 
 def test_a_5xx_is_retried_and_the_request_stored_once(
@@ -139,7 +179,8 @@ def test_an_answer_lost_after_acceptance_leaves_all_1000_in_doubt_never_resent(
     assert sink.store.requests == 1  # not retried: SendGrid has no idempotency key
     assert len(sink.store.doubt_keys) == 1000  # the server did accept all of them
     with _sender(sink) as sender:  # proof for the next run: the Activity API finds each of them
-        assert set(sender.confirm([m.message_key for m in first])) == {m.message_key for m in first}
+        addresses = {m.message_key: m.to_email for m in first}
+        assert set(sender.confirm(list(addresses), addresses)) == set(addresses)
 
 
 def test_requests_respect_the_10000_substitutions_limit() -> None:

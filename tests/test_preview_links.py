@@ -16,6 +16,7 @@ from config.settings import Settings
 from shopmail.mail.links import preview_link, preview_signature, unsubscribe_token
 from shopmail.mail.previews import preview_folder, preview_url
 from shopmail.web.feedback_app import PREVIEW_HEADERS, running_feedback_app
+from tests.conftest import FEEDBACK_ORIGIN
 
 CSP = "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'"
 
@@ -50,7 +51,7 @@ def _assert_locked_down(response) -> None:
 def test_a_signed_link_shows_the_preview_with_locked_down_headers(settings: Settings, client) -> None:
     path = _saved(settings)
     link, expires = preview_url(settings, path)
-    assert link.startswith("https://shop.example/preview/wakeup-run1.html?exp=")  # unsubscribe_url's origin
+    assert link.startswith(f"{FEEDBACK_ORIGIN}/preview/wakeup-run1.html?exp=")  # unsubscribe_url's origin
     assert 6.9 * 86400 < expires.timestamp() - time.time() <= 7 * 86400
     response = client.get(_path(link))
     assert response.status_code == 200 and response.text == "<p>Hello</p>"

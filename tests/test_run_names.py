@@ -24,7 +24,9 @@ from flows.run_names import (
     campaign_run_name,
     looks_generated,
     name_at_start,
+    poller_run_name,
     rename_waiting_runs,
+    with_suffix,
 )
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -98,6 +100,43 @@ def test_a_typed_name_is_kept_when_the_run_starts() -> None:
     assert name_at_start("wakeup-2026-11-27-send", campaign_run_name, fixed_day, scheduled, started_late) == (
         "wakeup-2026-11-23-send"
     )
+
+
+def test_a_suffix_only_when_the_name_is_taken() -> None:
+    assert with_suffix("wakeup-2026-12-07-send", set()) == "wakeup-2026-12-07-send"
+    assert with_suffix("wakeup-2026-12-07-send", {"wakeup-2026-12-07-send"}) == "wakeup-2026-12-07-send-2"
+    taken = {"wakeup-2026-12-07-send", "wakeup-2026-12-07-send-2"}
+    assert with_suffix("wakeup-2026-12-07-send", taken) == "wakeup-2026-12-07-send-3"
+
+
+def test_a_poll_is_named_from_the_minute_it_was_due() -> None:
+    due = datetime(2026, 12, 7, 0, 4, tzinfo=MSK)
+    started = datetime(2026, 12, 7, 3, 7, tzinfo=MSK)  # the worker was busy for three hours
+    assert name_at_start("gentle-otter", poller_run_name, {}, due, started) == (
+        "service-poller-2026-12-07-0004-send"
+    )
+    # given early for that minute (with its suffix): kept when it starts
+    assert name_at_start("service-poller-2026-12-07-0004-send-2", poller_run_name, {}, due, started) == (
+        "service-poller-2026-12-07-0004-send-2"
+    )
+
+
+@pytest.mark.flow
+def test_runs_of_the_same_name_get_a_short_suffix(prefect_harness, settings: Settings) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.campaign import campaign_flow
+    from shopmail.devtools.demo_shop import generate_demo_shop
+
+    day = datetime(2026, 11, 23).date()
+    generate_demo_shop(settings.shop_url_resolved, customers=200, seed=3, today=day)
+    first = campaign_flow(campaign="welcome", as_of=day, dry_run=True)
+    second = campaign_flow(campaign="welcome", as_of=day, dry_run=True)
+    with get_client(sync_client=True) as client:
+        names = [client.read_flow_run(r.run_id).name for r in (first, second)]
+    base = "welcome-2026-11-23-dry-run"
+    assert re.fullmatch(rf"{base}(-\d+)?", names[0]) and names[1] != names[0], names
+    assert re.fullmatch(rf"{base}-\d+", names[1]), names
 
 
 class _Client:
@@ -242,5 +281,6 @@ def test_shopmail_serve_names_waiting_runs_before_they_start(settings: Settings,
 
             APILogWorker.drain_all(timeout=10, at_exit=False)  # the flow's logs, before the server stops
         renamed = api.get(f"/flow_runs/{again['id']}").json()
-        assert renamed["name"] == f"sale-women-{again['at'].date().isoformat()}-dry-run"
+        # the first run of that name waits too: this one gets a short suffix, so each can be found
+        assert renamed["name"] == f"sale-women-{again['at'].date().isoformat()}-dry-run-2"
         assert renamed["state_type"] == "SCHEDULED"

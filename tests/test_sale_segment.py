@@ -265,7 +265,7 @@ def test_snapshot_round_trips_every_kind_of_value(settings: Settings) -> None:
     snapshot.with_outcomes(pd.Series([1]), pd.DataFrame({"customer_id": [2], "reason": ["suppressed"]}))
     write_segment_snapshot(settings.data_dir, "run-3", snapshot)
     text = explain(2, "run-3", data_dir=settings.data_dir).text()
-    assert "outcome: suppressed" in text
+    assert "outcome: address blocked (bounce, spam report)" in text
     for line in (
         "✓ last_order_at ≥ 2026-10-01   (last_order_at: 2026-10-01 00:00 UTC)",
         "✓ has_card ≠ true   (has_card: False)",
@@ -276,4 +276,4 @@ def test_snapshot_round_trips_every_kind_of_value(settings: Settings) -> None:
     ):
         assert line in text, line
     one = explain(1, "run-3", data_dir=settings.data_dir).text()
-    assert "outcome: eligible" in one and "(last_order_at: 2026-11-01 00:00 UTC)" in one
+    assert "outcome: chosen to get the mail" in one and "(last_order_at: 2026-11-01 00:00 UTC)" in one

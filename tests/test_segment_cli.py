@@ -96,13 +96,19 @@ def test_why_explains_a_sent_sale_mail(shop: Settings) -> None:
 
     by_run = _invoke("why", customer, "--run", "run-cli")
     assert by_run.exit_code == 0, by_run.output
-    assert "Segment: vip (VIP)" in by_run.output and "outcome: eligible" in by_run.output
+    assert "Segment: vip (VIP)" in by_run.output and "outcome: chosen to get the mail" in by_run.output
     assert re.search(r"✓ total_spend ≥ 150,000   \(total_spend: [\d,]+\)", by_run.output)
     assert "sent: sale:black_friday_2026" in by_run.output and "provider id msg-1" in by_run.output
 
     by_campaign = _invoke("why", customer, "--campaign", "sale")
     assert by_campaign.exit_code == 0 and by_campaign.output == by_run.output
+    # by campaign, customer and day: the run is named by what it was, never by its id
+    by_day = _invoke("why", customer, "--campaign", "sale", "--day", AS_OF.isoformat())
+    assert by_day.exit_code == 0 and by_day.output == by_run.output
+    assert f"the sale run for {AS_OF} (send), started" in by_day.output and "run-cli" not in by_day.output
+    other_day = _invoke("why", customer, "--campaign", "sale", "--day", "2020-01-01")
+    assert other_day.exit_code == 1 and "No 'sale' run for 2020-01-01" in other_day.output
 
     never = _invoke("why", "1", "--campaign", "wakeup")
-    assert never.exit_code == 1 and "No 'wakeup' mail" in never.output
+    assert never.exit_code == 1 and "No 'wakeup' run" in never.output
     assert _invoke("why", "1").exit_code == 2

@@ -85,3 +85,7 @@ def test_shopmail_deploy_gives_pool_deployments_the_served_forms(settings: Setti
     # workers change to the project checkout
     step = sale["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]
     assert step["directory"] == str(ROOT)  # SHOPMAIL_PROJECT_DIR of `shopmail deploy`, resolved then
+    # and the runs log as `shopmail serve`'s do (config/logging.yml): every deployment's job variables
+    for name, deployment in deployed.items():
+        env = deployment["job_variables"]["env"]
+        assert env["PREFECT_LOGGING_SETTINGS_PATH"] == str(ROOT / "config" / "logging.yml"), name

@@ -75,14 +75,16 @@ def abandoned_cart_audience(
     max_hours: float = 72,
     send_hour: int = 19,
     limit: int = 6,
+    window: tuple[datetime, datetime] | None = None,
 ) -> pd.DataFrame:
-    """One row per customer with an abandoned cart (see the module docstring for the rule).
+    """One row per customer with an abandoned cart (see the module docstring for the rule; a series
+    gives its own `window` of `updated_at`, naive UTC, both ends included, instead of the daily one).
 
     Columns: customer_id, cart_id, updated_at (naive UTC), updated_ts (int Unix seconds),
     products (ids of the in-stock items, priciest line first, at most `limit`), cart_total (sum of
     qty * current price over all in-stock items), units (in-stock units).
     """
-    start, end = cart_window(as_of, tz, send_hour, min_hours, max_hours)
+    start, end = window if window is not None else cart_window(as_of, tz, send_hour, min_hours, max_hours)
     carts = abandoned_carts(frames["carts"], frames["orders"], start, end)
     if carts.empty:
         return pd.DataFrame(columns=COLUMNS)

@@ -34,6 +34,7 @@ from segments.recommendations import (
 
 CANDIDATE_COLUMNS = ["customer_id", "order_id", "cancelled_on", "days", "order_total"]
 COLUMNS = [*CANDIDATE_COLUMNS, "variant", "items", "products"]
+VARIANTS = ("items", "alternatives")  # content variants (their words: shopmail/run/vocabulary.py)
 
 
 def cancelled_candidates(orders: pd.DataFrame, as_of: date, tz: ZoneInfo, days: int) -> pd.DataFrame:
@@ -109,5 +110,5 @@ def order_cancelled_audience(
         alternatives.append(pick_products(preferred, top, exclude, alternatives_limit))
     audience["items"] = items
     audience["products"] = alternatives
-    audience["variant"] = ["items" if i else "alternatives" for i in items]
+    audience["variant"] = [VARIANTS[0] if i else VARIANTS[1] for i in items]
     return audience[COLUMNS]

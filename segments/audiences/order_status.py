@@ -93,9 +93,14 @@ def order_status_audience(
     carrier_urls: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per order due the `status` mail (see the module docstring). `carrier_urls`: carrier ->
-    tracking URL template (default: the SHOPMAIL_TRACKING_URLS setting) for orders with a `carrier`."""
+    tracking URL template (default: the SHOPMAIL_TRACKING_URLS setting) for orders with a `carrier`;
+    other orders get SHOPMAIL_TRACKING_URL when it is set ('' = no link), else the campaign's
+    `tracking_url`."""
     if carrier_urls is None:
-        carrier_urls = get_settings().tracking_urls
+        settings = get_settings()
+        carrier_urls = settings.tracking_urls
+        if settings.tracking_url is not None:
+            tracking_url = settings.tracking_url.strip() or None
     span = event_window(as_of, tz, window, max_age_hours)
     orders, items, products = frames["orders"], frames["order_items"], frames["products"]
     hits = status_events(orders, status, span)

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Connection,
     Date,
     DateTime,
+    Engine,
     Index,
     Numeric,
     Table,
@@ -41,7 +42,7 @@ from sqlalchemy import (
     event,
 )
 
-from shopmail.db import private_file, sqlite_file
+from shopmail.db import demo_marker_table, private_file, sqlite_file
 from shopmail.shop import schema
 
 Progress = Callable[[str, int, int], None]
@@ -261,9 +262,27 @@ def generate_demo_shop(
             for done, index in enumerate(indexes, start=1):
                 index.create(conn)
                 report("indexes", done, len(indexes))
+        mark_demo_shop(engine, seed, customers, clock.today)
         return writer.counts
     finally:
         engine.dispose()
+
+
+def mark_demo_shop(engine: Engine, seed: int, customers: int, today: dt.date) -> None:
+    """Write the marker that makes this database the demo shop (`shopmail.db.is_demo_shop`): sends to it
+    are not real sends, so demo values are allowed."""
+    marker = demo_marker_table()
+    with engine.begin() as conn:
+        marker.drop(conn, checkfirst=True)
+        marker.create(conn)
+        conn.execute(
+            marker.insert().values(
+                seed=seed,
+                customers=customers,
+                today=today,
+                generated_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            )
+        )
 
 
 def product_count(customers: int) -> int:

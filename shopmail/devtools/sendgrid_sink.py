@@ -11,6 +11,8 @@ It validates payloads with SendGrid's documented rules (`sink_rules`: same statu
   whose answer is lost (`accept_drop`, `accept_stall`) (`Faults`);
 - `GET|PATCH /sink/feedback`: the signed event webhook (`sink_webhook`: url, delay, jitter,
   duplicates; its public key) and the Email Activity API's rate limit and lag;
+- `GET|PATCH|DELETE /sink/engagement`: what recipients do (`sink_engagement`: true rates per
+  campaign, variant and segment, delays) and the ground truth of what they did (DELETE: forget it);
 - `GET /sink/stats`: request, fault and per-`shopmail_key` counts;
 - `GET /sink`, `GET /sink/messages/{id}[.{index}]`: HTML pages to read the mails (recipient `index`'s).
 
@@ -54,6 +56,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shopmail.devtools.sink_engagement import EngagementConfig, engagement_from_json
 from shopmail.devtools.sink_faults import (
     ACCEPT_FAULTS,
     FAULT_KINDS,
@@ -70,6 +73,7 @@ from shopmail.devtools.sink_page import (
     QueryError,
     delivered_mail,
     find_messages,
+    public_activity_row,
     render_index,
     render_login,
     render_message,
@@ -149,6 +153,11 @@ class SinkStore:
     webhook: WebhookEmitter = field(default_factory=WebhookEmitter, repr=False)
     activity_rate_per_min: int = 0
     activity_lag_s: float = 0.0
+    # mail-send requests being answered right now, and by client port (crash tests find the process
+    # sending, to kill it mid-request); the ports of answered requests, in order
+    in_flight: int = 0
+    ports_in_flight: dict[int, int] = field(default_factory=dict)
+    answered_ports: deque[int] = field(default_factory=lambda: deque(maxlen=10_000))
     _activity_calls: deque[float] = field(default_factory=deque, repr=False)
     _doubt_keys: Counter[str] = field(default_factory=Counter, repr=False)
     _messages: list[ReceivedMail] = field(default_factory=list)
@@ -229,6 +238,7 @@ class SinkStore:
             self._fault_counts.clear()
             self._doubt_keys.clear()
             self._activity_calls.clear()
+            self.webhook.truth.clear()
             self.requests = self._window_count = 0
             self._window_start = 0.0
             self._rng.seed(self.faults.seed)
@@ -304,6 +314,10 @@ class SinkStore:
             "keys": len(keys),
             "duplicate_keys": sum(1 for count in keys.values() if count > 1),
             "doubt_keys": len(self.doubt_keys),
+            "in_flight": self.in_flight,
+            # when the first and the last accepted request arrived (unix time): a run's send phase
+            "first_received_at": mails[0].received_at if mails else None,
+            "last_received_at": mails[-1].received_at if mails else None,
             "webhook_events_posted": self.webhook.posted,
             "webhook_events_pending": self.webhook.pending(),
         }
@@ -487,6 +501,19 @@ def create_app(
         return checked
 
     async def mail_send(request: Request) -> Response:
+        port = request.client.port if request.client else 0
+        store.in_flight += 1  # one event loop: no lock needed
+        store.ports_in_flight[port] = store.ports_in_flight.get(port, 0) + 1
+        try:
+            return await _mail_send(request)
+        finally:
+            store.in_flight -= 1
+            store.ports_in_flight[port] -= 1
+            if not store.ports_in_flight[port]:
+                del store.ports_in_flight[port]
+            store.answered_ports.append(port)
+
+    async def _mail_send(request: Request) -> Response:
         headers = store.begin_request()
         await _slow(store)
         refused = _auth_error(request, store)
@@ -512,6 +539,8 @@ def create_app(
             if fault == "accept_drop":
                 return await drop_connection(request)
             await stall(request, store.faults.timeout_s)
+        if store.faults.answer_delay_ms > 0:  # stored: a client dying now never hears of it
+            await stall(request, store.faults.answer_delay_ms / 1000)
         return Response(status_code=202, headers={**headers, "X-Message-Id": mail.message_id})
 
     async def email_activity(request: Request) -> Response:
@@ -539,7 +568,8 @@ def create_app(
             found = await run_in_threadpool(find_messages, store.visible_messages(), query, limit)
         except QueryError as exc:
             return _errors(400, [sg_error(f"invalid query: {exc}", "query")], {})
-        return JSONResponse({"messages": found})
+        # as SendGrid answers: the query may filter on unique_args, the entries never carry them
+        return JSONResponse({"messages": [public_activity_row(row) for row in found]})
 
     async def list_messages(request: Request) -> Response:
         return JSONResponse([m.as_json() for m in store.messages])
@@ -602,6 +632,25 @@ def create_app(
             }
         )
 
+    async def engagement(request: Request) -> Response:
+        """GET: what recipients do (config) and did (truth); PATCH: change the config; DELETE: forget
+        the truth."""
+        if request.method == "PATCH":
+            try:
+                data = json.loads(await request.body())
+                store.webhook.configure_engagement(engagement_from_json(data, store.webhook.engagement))
+            except (ValueError, TypeError) as exc:
+                return _errors(400, [sg_error(str(exc))], {})
+        if request.method == "DELETE":
+            store.webhook.truth.clear()
+        return JSONResponse(
+            {
+                "config": store.webhook.engagement.as_json(),
+                "truth": store.webhook.truth.as_json(),
+                "unsubscribes_posted": store.webhook.unsubscribes,
+            }
+        )
+
     async def index_page(request: Request) -> Response:
         """The mail list. `?key=<access key>` (the link `shopmail sendgrid-sink` prints, or the form
         of the login page) sets the page cookie and redirects here without the key in the URL."""
@@ -637,6 +686,7 @@ def create_app(
             Route("/sink/faults", guarded(faults), methods=["GET", "PUT", "PATCH"]),
             Route("/sink/stats", guarded(stats), methods=["GET"]),
             Route("/sink/feedback", guarded(feedback), methods=["GET", "PATCH"]),
+            Route("/sink/engagement", guarded(engagement), methods=["GET", "PATCH", "DELETE"]),
             Route("/sink", index_page, methods=["GET"]),
         ],
         middleware=[Middleware(HostGuard, names=allowed_host_names(host, allow_hosts), port=port)],
@@ -725,6 +775,7 @@ def serve(
     webhook: WebhookConfig | None = None,
     activity_rate_per_min: int = 0,
     activity_lag_s: float = 0.0,
+    engagement: EngagementConfig | None = None,
 ) -> None:
     """Serve a fresh sink in the foreground until Ctrl+C (loopback by default).
 
@@ -735,6 +786,8 @@ def serve(
     store = SinkStore(api_key=api_key, faults=faults or Faults())
     if webhook is not None:
         store.webhook.configure(webhook)
+    if engagement is not None:
+        store.webhook.configure_engagement(engagement)
     store.activity_rate_per_min, store.activity_lag_s = activity_rate_per_min, activity_lag_s
     app = create_app(store, host=host, port=port, allow_hosts=allow_hosts)
     if announce is not None:
@@ -766,6 +819,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--webhook-duplicate-rate", type=float, default=0.0, help="events posted twice")
     parser.add_argument("--activity-rate-per-min", type=int, default=0, help="Activity API limit (0: none)")
     parser.add_argument("--activity-lag-s", type=float, default=0.0, help="Activity API lag")
+    parser.add_argument(
+        "--engagement",
+        action="store_true",
+        help="recipients open, click, bounce, unsubscribe (default rates)",
+    )
     args = parser.parse_args(argv)
     try:
         faults = faults_from_args(args)
@@ -783,6 +841,7 @@ def main(argv: list[str] | None = None) -> None:
         webhook=webhook,
         activity_rate_per_min=args.activity_rate_per_min,
         activity_lag_s=args.activity_lag_s,
+        engagement=EngagementConfig(enabled=True) if args.engagement else None,
     )
 
 

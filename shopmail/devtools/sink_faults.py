@@ -38,7 +38,8 @@ class Faults:
 
     `rate_*`: probability per request; `timeout_s`: how long a `timeout` fault stalls before
     answering 503 (longer than a client's timeout); `slow_ms`: extra latency of every API
-    request; `retry_after_s`: a 429's `X-RateLimit-Reset` is now + this (epoch seconds);
+    request (before it is read); `answer_delay_ms`: a mail send's answer comes this long after the
+    mail was stored; `retry_after_s`: a 429's `X-RateLimit-Reset` is now + this (epoch seconds);
     `seed`: makes the draws reproducible (None: a fresh random sequence).
     """
 
@@ -51,6 +52,7 @@ class Faults:
     rate_accept_stall: float = 0.0
     timeout_s: float = 35.0
     slow_ms: float = 0.0
+    answer_delay_ms: float = 0.0
     retry_after_s: float = 1.0
     seed: int | None = None
 
@@ -60,7 +62,7 @@ class Faults:
                 raise ValueError(f"{name} must be between 0 and 1")
         if sum(self.rates) > 1.0 + 1e-9:
             raise ValueError("the fault rates must add up to at most 1")
-        for name in ("timeout_s", "slow_ms", "retry_after_s"):
+        for name in ("timeout_s", "slow_ms", "answer_delay_ms", "retry_after_s"):
             if not 0.0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be a finite number >= 0")
 
@@ -110,6 +112,9 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, type=float, default=0.0, help=f"probability of a {kind} fault")
     parser.add_argument("--timeout-s", type=float, default=defaults.timeout_s, help="stall of a timeout")
     parser.add_argument("--slow-ms", type=float, default=0.0, help="extra latency of every API request")
+    parser.add_argument(
+        "--answer-delay-ms", type=float, default=0.0, help="a send's answer lags the stored mail by this"
+    )
     parser.add_argument(
         "--retry-after-s", type=float, default=defaults.retry_after_s, help="429 X-RateLimit-Reset delay"
     )

@@ -139,6 +139,17 @@ def activity_rows(mail: ReceivedMail, subjects: bool = True) -> Iterator[Row]:
         }
 
 
+ACTIVITY_FIELDS = (  # what SendGrid's "Filter all messages" answer lists per message
+    "from_email", "msg_id", "subject", "to_email", "status", "opens_count", "clicks_count", "last_event_time",
+)  # fmt: skip
+
+
+def public_activity_row(row: Row) -> Row:
+    """An activity entry as SendGrid's message list shows it: its documented fields only (no
+    unique_args, which its query language can filter on but its answer never names)."""
+    return {name: row.get(name) for name in ACTIVITY_FIELDS}
+
+
 # --- the activity query language (a practical subset of SendGrid's) -----------------------------
 
 

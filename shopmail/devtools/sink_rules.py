@@ -232,7 +232,10 @@ _SETTING_RULES: dict[tuple[str, str, str], tuple[type, str]] = {
 }
 _BYPASS_FILTERS = ("bypass_spam_management", "bypass_bounce_management", "bypass_unsubscribe_management")
 
-_EMAIL_RE = re.compile(r"[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# SendGrid takes IDN domains in punycode, top-level A-labels included (`.xn--p1ai`, the `.рф` zone)
+_EMAIL_RE = re.compile(
+    r"[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:[A-Za-z]{2,}|xn--[A-Za-z0-9-]+)"
+)
 _HEADER_KEY_RE = re.compile(r"[!-~]+")  # printable ASCII, no spaces
 _JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number"}
 _JSON_TYPES.update({list: "array", dict: "object", type(None): "null"})

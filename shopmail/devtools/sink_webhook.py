@@ -8,6 +8,11 @@ later (SendGrid delivers at least once). A background thread POSTs the due event
 `url`, signed like SendGrid (ECDSA P-256 over timestamp + body, headers
 `X-Twilio-Email-Event-Webhook-Signature`/`-Timestamp`); a batch the receiver refuses is retried.
 `public_key` is what the receiver's `SHOPMAIL_SENDGRID_WEBHOOK_PUBLIC_KEY` must be.
+
+With `engagement` on (`sink_engagement`), each mail's events are its drawn fate instead (bounces,
+deferrals, opens, machine opens, clicks on its real links, spam reports; each event stamped with its
+own time) and unsubscribes are one-click POSTs to the mail's `List-Unsubscribe` address; `truth`
+counts what was drawn.
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from shopmail.devtools.sink_engagement import EngagementConfig, Truth, plan_mail
+
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 EVENTS = ("processed", "delivered")
 MAX_BATCH = 500
+UNSUBSCRIBE_ACTION = "__one_click_unsubscribe__"  # a queue item that is a POST, not an event
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,9 @@ class WebhookEmitter:
         self.posted = 0  # events delivered (a duplicate counts again)
         self.duplicates = 0
         self.failures = 0
+        self.engagement = EngagementConfig()
+        self.truth = Truth()
+        self.unsubscribes = 0  # one-click POSTs answered 2xx
 
     @property
     def public_key(self) -> str:
@@ -100,19 +111,37 @@ class WebhookEmitter:
             return 0
         scheduled = 0
         now = time.time()
+        engagement = self.engagement
         with self._lock:
             for i, personalization in enumerate(payload.get("personalizations") or []):
-                for name in EVENTS:
-                    event = {
-                        "email": personalization["to"][0]["email"],
-                        "timestamp": int(received_at),
-                        "event": name,
-                        "sg_event_id": secrets.token_urlsafe(16),
-                        "sg_message_id": f"{message_id}.{i}",
-                        "category": payload.get("categories") or [],
-                        **unique_args_of(payload, personalization),
-                    }
-                    due = now + config.delay_s + self._rng.uniform(0, config.jitter_s)
+                base = {
+                    "email": personalization["to"][0]["email"],
+                    "timestamp": int(received_at),
+                    "sg_message_id": f"{message_id}.{i}",
+                    "category": payload.get("categories") or [],
+                    **unique_args_of(payload, personalization),
+                }
+                if engagement.enabled:
+                    planned, unsubscribe = plan_mail(engagement, payload, i, self.truth)
+                    events = [
+                        (p.after_s, {**base, "timestamp": int(received_at + p.after_s), **p.event})
+                        for p in planned
+                    ]
+                    if unsubscribe:
+                        delay = planned[-1].after_s + 1.0
+                        heapq.heappush(
+                            self._queue,
+                            (
+                                now + config.delay_s + delay,
+                                next(self._order),
+                                {UNSUBSCRIBE_ACTION: unsubscribe},
+                            ),
+                        )
+                else:
+                    events = [(0.0, {**base, "event": name}) for name in EVENTS]
+                for after_s, fields in events:
+                    event = {**fields, "sg_event_id": secrets.token_urlsafe(16)}
+                    due = now + config.delay_s + after_s + self._rng.uniform(0, config.jitter_s)
                     heapq.heappush(self._queue, (due, next(self._order), event))
                     scheduled += 1
                     if self._rng.random() < config.duplicate_rate:
@@ -122,6 +151,10 @@ class WebhookEmitter:
                         scheduled += 1
         self._wake.set()
         return scheduled
+
+    def configure_engagement(self, engagement: EngagementConfig) -> None:
+        with self._lock:
+            self.engagement = engagement
 
     def pending(self) -> int:
         with self._lock:
@@ -152,6 +185,10 @@ class WebhookEmitter:
         with httpx.Client(timeout=10) as client:
             while not self._stop.is_set():
                 batch, wait = self._due()
+                actions = [item[UNSUBSCRIBE_ACTION] for item in batch if UNSUBSCRIBE_ACTION in item]
+                batch = [item for item in batch if UNSUBSCRIBE_ACTION not in item]
+                for url in actions:
+                    self._one_click(client, url)
                 if batch and not self._post(client, batch):
                     with self._lock:  # refused or unreachable: SendGrid retries later
                         for event in batch:
@@ -159,6 +196,21 @@ class WebhookEmitter:
                 if not batch:
                     self._wake.wait(wait)
                     self._wake.clear()
+
+    def _one_click(self, client: httpx.Client, url: str) -> None:
+        """A mail client's RFC 8058 one-click unsubscribe (retried once on a failure)."""
+        for _ in range(2):
+            try:
+                response = client.post(
+                    url,
+                    content=b"List-Unsubscribe=One-Click",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                )
+            except httpx.HTTPError:
+                continue
+            if response.status_code < 300:
+                self.unsubscribes += 1
+                return
 
     def _post(self, client: httpx.Client, events: list[dict[str, Any]]) -> bool:
         url = self.config.url

@@ -21,6 +21,7 @@ from functools import cache
 from typing import Any
 
 from jinja2 import Environment, meta
+from markupsafe import Markup, escape
 
 TOKEN_PREFIX = "-smv."
 TOKEN_SUFFIXES = (".h-", ".t-")
@@ -76,11 +77,22 @@ class Personal:
 
 
 _TOKEN_RE = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_.]+?\.[ht]-")
+_TEXT_TOKEN_RE = re.compile(re.escape(TOKEN_PREFIX) + r"([A-Za-z0-9_.]+?)\.t-")
 
 
 def tokens_in(*texts: str) -> frozenset[str]:
     """The tokens a shared render holds (only those need a substitution)."""
     return frozenset(token for text in texts for token in _TOKEN_RE.findall(text))
+
+
+def html_of_text(text: str) -> Markup:
+    """A text rendering (the preheader) placed in HTML: escaped, and its text tokens made HTML tokens,
+    so their values go in escaped as a full render puts them (only `Personal` prints tokens: no
+    value can hold one, `safe_value`)."""
+    escaped = str(escape(text))
+    if TOKEN_PREFIX not in escaped:
+        return Markup(escaped)
+    return Markup(_TEXT_TOKEN_RE.sub(lambda m: html_token(m.group(1)), escaped))
 
 
 def safe_value(value: str) -> bool:

@@ -16,10 +16,15 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from shopmail.mail.links import add_utm
+from shopmail.mail.personalize import html_of_text
+from shopmail.mail.typography import TypographyExtension, typography
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "email_templates"
 LANGUAGES = ("ru", "en")
 PARTS = ("subject.j2", "body.html.j2", "body.txt.j2")
+PREHEADER = "preheader.j2"  # optional per campaign and language; else the layouts' default
+DEFAULT_PREHEADER = "_layouts/preheader.j2"
+RENDERER_NAMES = frozenset({"preheader"})  # context names the renderer itself provides
 MONTHS_RU = (
     "января",
     "февраля",
@@ -45,6 +50,7 @@ class RenderedMail:
     subject: str
     html: str
     text: str
+    preheader: str = ""  # the inbox preview line (in the HTML, hidden); kept for the length check
 
 
 def _autoescape(name: str | None) -> bool:
@@ -77,14 +83,22 @@ def format_money(value: float, currency: str, language: str = "ru") -> str:
 
 def money_filter(shop_currency: str, default_language: str) -> Any:
     """The `money` filter: `{{ total | money }}` in the shop currency, `{{ total | money(currency) }}` in
-    an order's own currency (None: the shop's), formatted for the mail's language."""
+    an order's own currency (None, NaN or blank, as pandas gives a missing one: the shop's), formatted for
+    the mail's language."""
 
     @pass_context
     def money(context: Any, value: float, currency: str | None = None) -> str:
         language = context.get("language") or default_language
-        return format_money(value, currency or shop_currency, language)
+        own = currency.strip() if isinstance(currency, str) else ""
+        return format_money(value, own or shop_currency, language)
 
     return money
+
+
+@pass_context
+def _typography(context: Any, text: str) -> str:
+    """`{{ headline | typography }}`: the mail language's typography on text a campaign file supplies."""
+    return typography(str(text), context.get("language") or "ru")
 
 
 def _human_date(value: date | datetime, language: str = "ru") -> str:
@@ -107,8 +121,14 @@ def make_environment(
         lstrip_blocks=True,
         keep_trailing_newline=False,
         auto_reload=False,  # templates do not change during a run; saves a stat per include
+        extensions=[TypographyExtension],  # literal text gets its language's typography when compiled
     )
-    env.filters.update(utm=_utm, money=money_filter(currency, default_language), human_date=_human_date)
+    env.filters.update(
+        utm=_utm,
+        money=money_filter(currency, default_language),
+        human_date=_human_date,
+        typography=_typography,
+    )
     return env
 
 
@@ -129,6 +149,7 @@ class Renderer:
         self._blocks: dict[tuple, str] = {}
         # shared renders of render-once groups, kept for the next batches (shopmail/run/composer.py)
         self.shared_bodies: dict[tuple, Any] = {}
+        self.length_reports: dict[tuple, Any] = {}  # subject/preheader checks per shop (run/length_check.py)
         self.env.globals["product_block"] = self._product_block_global()
 
     def _product_block_global(self) -> Any:
@@ -139,14 +160,16 @@ class Renderer:
         def product_block(context: Any, items: list[dict], utm_content: str, layout: str = "grid") -> str:
             ids = tuple(item["id"] for item in items)
             language = context.get("language") or self.default_language
-            key = (layout, utm_content, context["utm"]["campaign"], language, ids)
+            shop = context["shop"]
+            brand = (shop.get("brand_color"), shop.get("brand_text_color"))
+            key = (layout, utm_content, context["utm"]["campaign"], language, ids, brand)
             block = self._blocks.get(key)
             if block is None:
                 if len(self._blocks) >= _BLOCK_CACHE_SIZE:
                     self._blocks.clear()
                 part = self.env.get_template(PRODUCT_BLOCKS[layout])
                 rendered = part.render(
-                    items=items, utm_content=utm_content, utm=context["utm"], language=language
+                    items=items, utm_content=utm_content, utm=context["utm"], language=language, shop=shop
                 )
                 block = self._blocks[key] = Markup(rendered) if layout == "grid" else rendered
             return block
@@ -175,18 +198,47 @@ class Renderer:
                 raise TemplateError(f"{name}: {exc}") from exc
         return self._cache[key]
 
+    def _preheader_part(self, language: str) -> Any:
+        """The campaign's preheader template in `language`, else the layouts' default."""
+        key = (language, PREHEADER)
+        if key not in self._cache:
+            try:
+                self._cache[key] = self._part(language, PREHEADER)
+            except TemplateError as exc:
+                if not isinstance(exc.__cause__, TemplateNotFound):
+                    raise
+                try:
+                    self._cache[key] = self.env.get_template(DEFAULT_PREHEADER)
+                except TemplateNotFound:  # a template folder without layouts: no preheader
+                    self._cache[key] = self.env.from_string("")
+                except Exception as default_exc:
+                    raise TemplateError(f"{DEFAULT_PREHEADER}: {default_exc}") from default_exc
+        return self._cache[key]
+
+    def part_names(self, language: str) -> list[str]:
+        """The templates a mail in `language` is rendered from (its layouts and partials aside)."""
+        names = [f"{self.template}/{language}/{part}" for part in PARTS]
+        preheader = self._preheader_part(language).name
+        return [*names, preheader] if preheader else names
+
+    def preheader(self, language: str, context: dict[str, Any]) -> str:
+        """The preheader in `language`, whitespace normalised."""
+        return " ".join(self._preheader_part(language).render(context).split())
+
     def render(self, language: str | None, context: dict[str, Any]) -> RenderedMail:
         lang = self.language_for(language)
         ctx = {**context, "language": lang}
         try:
             subject = self._part(lang, "subject.j2").render(ctx)
+            preheader = self.preheader(lang, ctx)
+            ctx["preheader"] = html_of_text(preheader)
             html = self._part(lang, "body.html.j2").render(ctx)
             text = self._part(lang, "body.txt.j2").render(ctx)
         except TemplateError:
             raise
         except Exception as exc:
             raise TemplateError(f"{self.template}/{lang}: {type(exc).__name__}: {exc}") from exc
-        return RenderedMail(" ".join(subject.split()), html, text.strip() + "\n")
+        return RenderedMail(" ".join(subject.split()), html, text.strip() + "\n", preheader)
 
 
 def _folder_signature(folder: Path, template: str) -> tuple[int, ...]:

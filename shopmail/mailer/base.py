@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import lru_cache
 
+from config.addresses import is_sendable
+
 
 @dataclass(slots=True)  # not frozen: a frozen init costs 1.3 µs more per mail; treat it as immutable
 class OutgoingMail:
@@ -85,15 +87,11 @@ def _substituted(text: str, substitutions: Mapping[str, str], keys: tuple[str, .
     return "".join(pieces)
 
 
-_EMAIL_RE = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})"
-)
-
-
 def is_valid_email(address: str) -> bool:
-    """A plain ASCII `local@domain.tld` address (IDN domains must be punycode)."""
-    return len(address) <= 254 and _EMAIL_RE.fullmatch(address) is not None
+    """Whether the address, exactly as given, can be mailed: the one address rule of the data gate
+    and every sender (config/addresses.py: RFC 5321/5322 with its length limits, ASCII local part,
+    domain in punycode)."""
+    return is_sendable(address)
 
 
 class SendStatus(StrEnum):
@@ -116,6 +114,14 @@ class SendResult:
 
 
 ResultsCallback = Callable[[list[SendResult]], None]
+# called with each request's mails just before it goes out; returns the ones that may go (the caller
+# fences them in its ledger: a mail another attempt took over meanwhile is left out, never sent)
+RequestFence = Callable[[list[OutgoingMail]], list[OutgoingMail]]
+
+
+def fenced(mails: list[OutgoingMail], before_request: RequestFence | None) -> list[OutgoingMail]:
+    """The mails of one request that may go out (all of them without a fence)."""
+    return mails if before_request is None or not mails else before_request(mails)
 
 
 class Sender(ABC):
@@ -130,15 +136,24 @@ class Sender(ABC):
 
     @abstractmethod
     def send_batch(
-        self, mails: Sequence[OutgoingMail], on_results: ResultsCallback | None = None
+        self,
+        mails: Sequence[OutgoingMail],
+        on_results: ResultsCallback | None = None,
+        before_request: RequestFence | None = None,
     ) -> list[SendResult]:
-        """Send the mails; return one result per mail, in the same order. `on_results` is called with
-        the results of each request as soon as it has them (the caller records them right away, so
-        a crash leaves as few mails without a recorded outcome as possible)."""
+        """Send the mails; return one result per mail attempted, in the given order. `on_results` is
+        called with the results of each request as soon as it has them (the caller records them right
+        away, so a crash leaves as few mails without a recorded outcome as possible). `before_request`
+        (see `RequestFence`) sees each request's mails first; the mails it leaves out are not sent and
+        get no result. A stop requested meanwhile (`throttle.stop_requested`) ends the batch: its
+        mails not yet requested come back `failed` ("not attempted")."""
 
-    def confirm(self, message_keys: Sequence[str]) -> dict[str, str]:
+    def confirm(
+        self, message_keys: Sequence[str], addresses: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         """Of mails whose outcome is unknown (in doubt, or a crash between the call and the ledger
-        update), those the provider is known to have accepted, with their provider message id.
+        update), those the provider is known to have accepted, with their provider message id
+        (`addresses`: each key's recipient, where the provider's lookup answers by address).
         Providers that cannot tell return {}."""
         return {}
 

@@ -8,12 +8,15 @@ from collections.abc import Iterable, Sequence
 
 from shopmail.mailer.base import (
     OutgoingMail,
+    RequestFence,
     ResultsCallback,
     Sender,
     SendResult,
     SendStatus,
+    fenced,
     is_valid_email,
 )
+from shopmail.mailer.throttle import not_attempted
 
 
 class InMemorySender(Sender):
@@ -45,11 +48,19 @@ class InMemorySender(Sender):
             return list(self.sent.values())
 
     def send_batch(
-        self, mails: Sequence[OutgoingMail], on_results: ResultsCallback | None = None
+        self,
+        mails: Sequence[OutgoingMail],
+        on_results: ResultsCallback | None = None,
+        before_request: RequestFence | None = None,
     ) -> list[SendResult]:
-        with self._lock:
-            self.batch_sizes.append(len(mails))
-            results = [self._send_one(mail) for mail in mails]
+        stop = not_attempted(None)
+        if stop:
+            results = [SendResult(m.message_key, SendStatus.failed, error=stop) for m in mails]
+        else:
+            allowed = fenced(list(mails), before_request)
+            with self._lock:
+                self.batch_sizes.append(len(allowed))
+                results = [self._send_one(mail) for mail in allowed]
         if on_results is not None and results:
             on_results(results)
         return results
@@ -69,7 +80,7 @@ class InMemorySender(Sender):
             mail.message_key, SendStatus.sent, provider_message_id=_provider_id(mail.message_key)
         )
 
-    def confirm(self, message_keys: Sequence[str]) -> dict[str, str]:
+    def confirm(self, message_keys: Sequence[str], addresses: object = None) -> dict[str, str]:
         with self._lock:
             return {k: _provider_id(k) for k in message_keys if k in self.sent}
 

@@ -18,13 +18,16 @@ from pathlib import Path
 from shopmail.db import private_dir
 from shopmail.mailer.base import (
     OutgoingMail,
+    RequestFence,
     ResultsCallback,
     Sender,
     SendResult,
     SendStatus,
+    fenced,
     is_valid_email,
 )
 from shopmail.mailer.errors import MailerConfigurationError
+from shopmail.mailer.throttle import not_attempted
 
 logger = logging.getLogger(__name__)
 
@@ -125,14 +128,22 @@ class FileOutboxSender(Sender):
         return self.folder / outbox_file_name(message_key)
 
     def send_batch(
-        self, mails: Sequence[OutgoingMail], on_results: ResultsCallback | None = None
+        self,
+        mails: Sequence[OutgoingMail],
+        on_results: ResultsCallback | None = None,
+        before_request: RequestFence | None = None,
     ) -> list[SendResult]:
-        results = [self._send_one(mail) for mail in mails]
+        results: list[SendResult] = []
+        for mail in fenced(list(mails), before_request):
+            stop = not_attempted(None)
+            results.append(
+                SendResult(mail.message_key, SendStatus.failed, error=stop) if stop else self._send_one(mail)
+            )
         if on_results is not None and results:
             on_results(results)
         return results
 
-    def confirm(self, message_keys: Sequence[str]) -> dict[str, str]:
+    def confirm(self, message_keys: Sequence[str], addresses: object = None) -> dict[str, str]:
         """A mail whose file exists was delivered to the outbox."""
         return {k: self.path_for(k).name for k in message_keys if self.path_for(k).exists()}
 

@@ -7,7 +7,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -32,14 +32,16 @@ from sendgrid.helpers.mail import (
 from shopmail.campaigns import SENDER_CATEGORIES
 from shopmail.mailer.base import (
     OutgoingMail,
+    RequestFence,
     ResultsCallback,
     Sender,
     SendResult,
     SendStatus,
+    fenced,
     is_valid_email,
 )
 from shopmail.mailer.errors import MailerConfigurationError
-from shopmail.mailer.throttle import ErrorBudget, RateLimiter
+from shopmail.mailer.throttle import ErrorBudget, RateLimiter, not_attempted
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,9 @@ MAX_SUBSTITUTIONS_PER_PERSONALIZATION = 150
 MAX_SUBSTITUTION_BYTES = 10_000  # keys + values, per personalization
 MESSAGE_KEY_ARG = "shopmail_key"
 ACTIVITY_KEYS_PER_QUERY = 100  # `unique_args[...] IN (...)` of 100 keys: a ~5 kB URL
+DEFAULT_ACTIVITY_BUDGET_S = (
+    60.0  # SHOPMAIL_SENDGRID_ACTIVITY_BUDGET_S: lookups per batch, then wait for the webhook
+)
 ACTIVITY_LIMIT = 1000  # the API's maximum `limit`
 ACTIVITY_RATE_PER_MIN = 6  # SendGrid's documented Email Activity rate limit
 # transport errors raised before the request body was wholly handed to the connection: the provider
@@ -210,13 +215,41 @@ def merged_payload(mails: Sequence[OutgoingMail]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class PayloadOutcome:
-    """What became of one POST (after retries); maps onto every mail in the payload."""
+    """What became of one POST (after retries); maps onto every mail in the payload. `error_fields`:
+    the payload fields SendGrid's error answer named (e.g. `from.email`,
+    `personalizations.3.to.0.email`)."""
 
     status: SendStatus
     provider_message_id: str | None = None
     error: str | None = None
     http_status: int | None = None
     attempts: int = 1
+    error_fields: tuple[str, ...] = ()
+
+
+_RECIPIENT_FIELD = re.compile(r"personalizations\.(\d+)(\.|$)")
+
+
+def recipient_errors(fields: Sequence[str]) -> set[int] | None:
+    """The personalizations a refusal names when it is about recipients only (each field is
+    `personalizations.<i>...`); None when it is about the request (From, Reply-To, content, a field
+    of no personalization, or no field at all): every request would be refused alike."""
+    found: set[int] = set()
+    for field in fields:
+        match = _RECIPIENT_FIELD.match(field)
+        if match is None:
+            return None
+        found.add(int(match.group(1)))
+    return found or None
+
+
+def error_fields(response: httpx.Response) -> tuple[str, ...]:
+    """The `field` of each error in SendGrid's answer (`{"errors": [{"message", "field"}]}`)."""
+    try:
+        errors = response.json().get("errors") or []
+        return tuple(str(e["field"]) for e in errors if isinstance(e, dict) and e.get("field"))
+    except (ValueError, AttributeError):
+        return ()
 
 
 def error_message(response: httpx.Response) -> str:
@@ -235,19 +268,21 @@ def error_message(response: httpx.Response) -> str:
 
 
 class SendGridSender(Sender):
-    """Sends each mail as one `/v3/mail/send` request.
+    """Sends mails in `/v3/mail/send` requests (shared content merged, up to 1,000 per request).
 
     Three outcomes per request. Accepted: 202/200 -> `sent` (id from `X-Message-Id`). Definitely
-    not accepted: 400/413 and other 4xx -> `rejected` with SendGrid's messages; 401/403 ->
-    `MailerConfigurationError` until this sender has had a mail accepted (a bad key or unverified
-    sender concerns the whole batch), `rejected` after; 429 -> wait until `X-RateLimit-Reset`
-    (capped) and retry; 5xx and `NOT_SENT_ERRORS` (no connection, body not sent) -> exponential
-    backoff with jitter; waits use up `retries`, then `failed` (safe to retry later). In doubt: any
-    other transport error (read timeout, connection dropped after the body went out) -> `in_doubt`
-    at once, never retried (SendGrid has no idempotency key).
+    not accepted: a 400 about recipients only (`personalizations.<i>` fields) -> those recipients
+    `rejected` (final) and the others sent again in a request of their own; 413 -> each half of the
+    request again (a single mail too large: `rejected`); any other 4xx (a bad
+    From or Reply-To, a malformed payload: every request would fail alike) -> `failed`, retryable
+    after the fix, counted against the run's error budget; 401/403 -> `MailerConfigurationError`
+    until this sender has had a mail accepted (a bad key or unverified sender concerns the whole
+    batch), `failed` after; 429 -> wait until `X-RateLimit-Reset` (capped) and retry; 5xx and
+    `NOT_SENT_ERRORS` (no connection, body not sent) -> exponential backoff with jitter; waits use up
+    `retries`, then `failed` (safe to retry later). In doubt: any other transport error (read timeout,
+    connection dropped after the body went out) -> `in_doubt` at once, never retried (SendGrid has
+    no idempotency key).
     """
-
-    name = "sendgrid"
 
     def __init__(
         self,
@@ -266,6 +301,7 @@ class SendGridSender(Sender):
         rate_per_s: float | None = None,
         error_budget: ErrorBudget | None = None,
         activity_lookup: bool = True,
+        activity_budget_s: float = DEFAULT_ACTIVITY_BUDGET_S,
     ) -> None:
         if not api_key or not api_key.strip():
             raise MailerConfigurationError("SendGrid API key is empty")
@@ -289,6 +325,7 @@ class SendGridSender(Sender):
         self.rate = RateLimiter(rate_per_s) if rate_per_s else None
         self.error_budget = error_budget
         self.activity_lookup = activity_lookup
+        self.activity_budget_s = activity_budget_s
         self._owns_client = client is None
         self._client = client or httpx.Client(
             timeout=timeout_s,
@@ -306,10 +343,14 @@ class SendGridSender(Sender):
             self._client.close()
 
     def send_batch(
-        self, mails: Sequence[OutgoingMail], on_results: ResultsCallback | None = None
+        self,
+        mails: Sequence[OutgoingMail],
+        on_results: ResultsCallback | None = None,
+        before_request: RequestFence | None = None,
     ) -> list[SendResult]:
         """Send concurrently: shared-content mails merged (<= 1,000 per request), others one each;
-        `on_results` gets each request's results as soon as its outcome is known."""
+        `on_results` gets each request's results as soon as its outcome is known; `before_request`
+        fences each request's mails (see `Sender.send_batch`)."""
         results: dict[str, SendResult] = {}
         sendable = []
         for mail in mails:
@@ -324,8 +365,8 @@ class SendGridSender(Sender):
         groups = group_for_requests(sendable)
 
         def send(group: list[OutgoingMail]) -> list[SendResult]:
-            group_results = self._send_group(group)
-            if on_results is not None:
+            group_results = self._send_group(group, before_request)
+            if on_results is not None and group_results:
                 on_results(group_results)
             return group_results
 
@@ -336,22 +377,46 @@ class SendGridSender(Sender):
                 outcomes = list(pool.map(send, groups))
         for group_results in outcomes:
             results.update((r.message_key, r) for r in group_results)
-        return [results[mail.message_key] for mail in mails]
+        return [results[mail.message_key] for mail in mails if mail.message_key in results]
 
-    def _send_group(self, group: list[OutgoingMail]) -> list[SendResult]:
-        if self.error_budget is not None and self.error_budget.exhausted:
-            error = f"not attempted: sending paused after {self.error_budget.failures} failed requests"
-            return [SendResult(m.message_key, SendStatus.failed, error=error) for m in group]
+    def _send_group(
+        self, group: list[OutgoingMail], before_request: RequestFence | None = None
+    ) -> list[SendResult]:
+        stop = not_attempted(self.error_budget)
+        if stop:
+            return [SendResult(m.message_key, SendStatus.failed, error=stop) for m in group]
+        group = fenced(group, before_request)
+        if not group:
+            return []
         try:
             payload = merged_payload(group) if len(group) > 1 else sendgrid_payload(group[0])
         except Exception as exc:  # the helper raises assorted types for unusable input
             error = f"cannot build payload: {exc!r}"
             return [SendResult(m.message_key, SendStatus.rejected, error=error) for m in group]
         if self.rate is not None:
-            self.rate.acquire()
+            self.rate.acquire(f"a SendGrid request of {len(group)} mails")
         outcome = self.send_payload(payload)
         if outcome.http_status in _CONFIG_STATUSES and not self._key_verified:
             raise MailerConfigurationError(f"SendGrid refused the credentials: {outcome.error}")
+        if outcome.http_status == 413 and len(group) > 1:  # too large together: each half again
+            half = len(group) // 2
+            return self._send_group(group[:half], before_request) + self._send_group(
+                group[half:], before_request
+            )
+        if outcome.status is SendStatus.rejected and outcome.http_status != 413:  # one mail too large: final
+            bad = recipient_errors(outcome.error_fields)
+            if bad is None:  # about the request, not a recipient: retryable once fixed
+                outcome = PayloadOutcome(
+                    SendStatus.failed,
+                    error=f"request refused: {outcome.error}",
+                    http_status=outcome.http_status,
+                    attempts=outcome.attempts,
+                )
+            elif len(group) > 1 and len(bad) < len(group):  # only some recipients: the others again
+                refused = [m for i, m in enumerate(group) if i in bad]
+                rest = [m for i, m in enumerate(group) if i not in bad]
+                done = [SendResult(m.message_key, SendStatus.rejected, error=outcome.error) for m in refused]
+                return done + self._send_group(rest, before_request)
         if outcome.status in (SendStatus.failed, SendStatus.in_doubt) and self.error_budget is not None:
             self.error_budget.record_failure()
         return [
@@ -359,32 +424,48 @@ class SendGridSender(Sender):
             for m in group
         ]
 
-    def confirm(self, message_keys: Sequence[str]) -> dict[str, str]:
+    def confirm(
+        self, message_keys: Sequence[str], addresses: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         """Ask the Email Activity API which in-doubt mails SendGrid accepted (needs the paid add-on on
         the real service; without it nothing is confirmed and the mails wait for webhook proof).
 
-        In bulk: one `unique_args['shopmail_key'] IN (...)` query per `ACTIVITY_KEYS_PER_QUERY` keys,
-        one query at a time, paced to `ACTIVITY_RATE_PER_MIN` per process; a 429 is waited out
-        (until `X-RateLimit-Reset`, at most `max_rate_limit_wait_s`), else the lookup stops and the
-        keys not found yet stay unconfirmed (they wait for the next run)."""
+        SendGrid's message list names no custom args: each entry is mapped back to its key by its
+        `to_email` (`addresses`: key -> recipient). One `unique_args['shopmail_key'] IN (...)` query
+        settles up to `ACTIVITY_KEYS_PER_QUERY` keys with distinct addresses (keys sharing an address
+        go to different queries). Queries run one at a time, paced to `ACTIVITY_RATE_PER_MIN` per
+        process; a 429 is waited out (until `X-RateLimit-Reset`, at most `max_rate_limit_wait_s`).
+        At most `activity_budget_s` is spent: keys not looked up by then stay unconfirmed (they wait
+        for the webhook or the next run), and the log says how many."""
         if not self.activity_lookup or not message_keys:
             return {}
-        keys = sorted(set(message_keys))
+        chunks = address_chunks(sorted(set(message_keys)), addresses or {})
+        deadline = self._clock() + self.activity_budget_s
         found: dict[str, str] = {}
-        for start in range(0, len(keys), ACTIVITY_KEYS_PER_QUERY):
-            chunk = keys[start : start + ACTIVITY_KEYS_PER_QUERY]
-            answer = self._lookup(chunk)
+        for number, chunk in enumerate(chunks):
+            if self._clock() > deadline:
+                left = sum(len(c) for c in chunks[number:])
+                logger.warning(
+                    "SendGrid activity lookups stopped after %.0f s: %d doubtful mails wait for webhook "
+                    "proof or the next run",
+                    self.activity_budget_s,
+                    left,
+                )
+                break
+            answer = self._lookup(chunk, addresses or {})
             if answer is None:
                 break
             found.update(answer)
         return found
 
-    def _lookup(self, keys: Sequence[str]) -> dict[str, str] | None:
-        """key -> msg_id of the accepted mails among `keys`; None when the API is unavailable."""
+    def _lookup(self, keys: Sequence[str], addresses: Mapping[str, str]) -> dict[str, str] | None:
+        """key -> msg_id of the accepted mails among `keys` (distinct addresses, or one key); None
+        when the API is unavailable."""
         quoted = ",".join(f'"{key}"' for key in keys)
         query = f"unique_args['{MESSAGE_KEY_ARG}'] IN ({quoted})"
+        by_address = {addresses[k].lower(): k for k in keys if k in addresses}
         for attempt in range(1, 4):
-            _ACTIVITY_PACE.acquire()
+            _ACTIVITY_PACE.acquire(f"an Email Activity lookup of {len(keys)} doubtful mails")
             try:
                 response = self._client.get(
                     self.host + ACTIVITY_PATH,
@@ -397,29 +478,17 @@ class SendGridSender(Sender):
                 return None
             if response.status_code == 429 and attempt < 3:
                 wait = self._retry_wait(response, attempt)
-                logger.warning("SendGrid activity lookup rate-limited; waiting %.1fs", wait)
+                logger.warning(
+                    "SendGrid activity lookup rate-limited: waiting %.1f s to look up %d doubtful mails",
+                    wait,
+                    len(keys),
+                )
                 self._sleep(wait)
                 continue
             if response.status_code != 200:
                 logger.warning("SendGrid activity lookup unavailable: HTTP %s", response.status_code)
                 return None
-            found: dict[str, str] = {}
-            wanted = set(keys)
-            messages = response.json().get("messages") or []
-            unmapped = [m for m in messages if MESSAGE_KEY_ARG not in (m.get("unique_args") or {})]
-            for message in messages:
-                key = (message.get("unique_args") or {}).get(MESSAGE_KEY_ARG)
-                if key in wanted and key not in found and message.get("msg_id"):
-                    found[key] = str(message["msg_id"])
-            if unmapped and len(keys) == 1 and unmapped[0].get("msg_id"):
-                found.setdefault(keys[0], str(unmapped[0]["msg_id"]))
-            elif unmapped:  # the answer does not name the keys (SendGrid's list omits custom args)
-                for key in sorted(wanted - set(found)):
-                    one = self._lookup([key])
-                    if one is None:
-                        break
-                    found.update(one)
-            return found
+            return activity_matches(response.json().get("messages") or [], keys, by_address)
         return None
 
     def send_payload(self, payload: dict[str, Any]) -> PayloadOutcome:
@@ -446,8 +515,13 @@ class SendGridSender(Sender):
                     return PayloadOutcome(SendStatus.sent, message_id, http_status=status, attempts=attempt)
                 error = error_message(response)
                 if status not in _TRANSIENT_STATUSES and status < 500:
+                    fields = error_fields(response)
                     return PayloadOutcome(
-                        SendStatus.rejected, error=error, http_status=status, attempts=attempt
+                        SendStatus.rejected,
+                        error=error,
+                        http_status=status,
+                        attempts=attempt,
+                        error_fields=fields,
                     )
                 wait = self._retry_wait(response, attempt)
             if attempt > self.retries:
@@ -473,6 +547,51 @@ class SendGridSender(Sender):
 
 
 _ACTIVITY_PACE = RateLimiter(ACTIVITY_RATE_PER_MIN / 60, burst=ACTIVITY_RATE_PER_MIN)
+
+
+def address_chunks(keys: Sequence[str], addresses: Mapping[str, str]) -> list[list[str]]:
+    """The keys in lookup queries: up to `ACTIVITY_KEYS_PER_QUERY` keys whose recipients differ per
+    query (an answer entry then names its key by its `to_email`); a key of unknown address alone."""
+    chunks: list[list[str]] = []
+    seen: list[set[str]] = []
+    for key in keys:
+        address = addresses.get(key)
+        if address is None:
+            chunks.append([key])
+            seen.append({"\0"})  # full: nothing joins a key of unknown address
+            continue
+        address = address.lower()
+        for chunk, used in zip(chunks, seen, strict=True):
+            if address not in used and "\0" not in used and len(chunk) < ACTIVITY_KEYS_PER_QUERY:
+                chunk.append(key)
+                used.add(address)
+                break
+        else:
+            chunks.append([key])
+            seen.append({address})
+    return chunks
+
+
+def activity_matches(
+    messages: Sequence[dict[str, Any]], keys: Sequence[str], by_address: Mapping[str, str]
+) -> dict[str, str]:
+    """key -> msg_id for the answer's entries: by `unique_args` where an answer carries them, else by
+    `to_email` (the query asked only for `keys`, whose addresses differ), else, for a one-key query,
+    that key."""
+    wanted = set(keys)
+    found: dict[str, str] = {}
+    for message in messages:
+        msg_id = message.get("msg_id")
+        if not msg_id:
+            continue
+        key = (message.get("unique_args") or {}).get(MESSAGE_KEY_ARG)
+        if key is None:
+            key = by_address.get(str(message.get("to_email") or "").lower())
+        if key is None and len(keys) == 1:
+            key = keys[0]
+        if key in wanted and key not in found:
+            found[key] = str(msg_id)
+    return found
 
 
 def _float_header(response: httpx.Response, name: str) -> float | None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+LONG_WAIT_S = 3.0  # waits longer than this are logged: what is waited for, and until when
 
 
 class RateLimiter:
@@ -26,8 +30,11 @@ class RateLimiter:
         self._last = clock()
         self._lock = threading.Lock()
 
-    def acquire(self) -> None:
-        """Block until one request may go."""
+    def acquire(self, what: str = "") -> float:
+        """Block until one request may go; returns the seconds waited. A wait longer than
+        `LONG_WAIT_S` is logged with `what` (e.g. "an Email Activity lookup of 100 doubtful mails")."""
+        waited = 0.0
+        told = False
         while True:
             with self._lock:
                 now = self._clock()
@@ -35,9 +42,14 @@ class RateLimiter:
                 self._last = now
                 if self._tokens >= 1 - 1e-9:  # tolerate float rounding
                     self._tokens = max(0.0, self._tokens - 1)
-                    return
+                    return waited
                 wait = max((1 - self._tokens) / self.rate, 1e-4)
+            if wait > LONG_WAIT_S and what and not told:
+                until = time.strftime("%H:%M:%S", time.localtime(time.time() + wait))
+                logger.warning("waiting %.0f s (until %s) for the rate limit before %s", wait, until, what)
+                told = True
             self._sleep(wait)
+            waited += wait
 
 
 class ErrorBudget:
@@ -67,3 +79,36 @@ def run_budget(run_id: str, limit: int) -> ErrorBudget:
         if run_id not in _budgets:
             _budgets[run_id] = ErrorBudget(limit)
         return _budgets[run_id]
+
+
+class StopFlag:
+    """A process-wide request to stop sending (SIGTERM/SIGINT, see `shopmail.run.interrupt`): senders
+    check it before each request; what was not requested yet comes back `failed` (not attempted)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def request(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        self._event.set()
+
+    def clear(self) -> None:
+        self.reason = ""
+        self._event.clear()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+
+stop_requested = StopFlag()
+
+
+def not_attempted(budget: ErrorBudget | None) -> str | None:
+    """Why a request must not go out now (a stop was requested, or the run's error budget is spent),
+    or None."""
+    if stop_requested:
+        return f"not attempted: sending stopped ({stop_requested.reason})"
+    if budget is not None and budget.exhausted:
+        return f"not attempted: sending paused after {budget.failures} failed requests"
+    return None

@@ -20,9 +20,12 @@ from typing import Any
 from markupsafe import escape
 
 from config.settings import Settings
+from config.shop_profile import ShopProfile, shop_profile
+from segments.preferred_hour import SEND_HOUR_COLUMN, preferred_send_at
 from segments.send_time import ZONE_COLUMN, quiet_hours, send_at
 from shopmail.campaigns import Campaign
 from shopmail.mail.links import add_utm, unsubscribe_prefix, unsubscribe_token
+from shopmail.mail.palette import palette
 from shopmail.mail.personalize import (
     TOKEN_PREFIX,
     Personal,
@@ -33,8 +36,11 @@ from shopmail.mail.personalize import (
     text_token,
     tokens_in,
 )
-from shopmail.mail.rendering import PARTS, RenderedMail, TemplateError, renderer_for
+from shopmail.mail.rendering import RENDERER_NAMES, RenderedMail, TemplateError, renderer_for
+from shopmail.mail.unsubscribe_mail import list_unsubscribe
+from shopmail.mail.variants import variant_renderer
 from shopmail.mailer.base import OutgoingMail
+from shopmail.run.length_check import LengthReport, check_lengths
 from shopmail.state import state_db
 from shopmail.state.coupons import Coupon, coupon_for
 
@@ -49,6 +55,47 @@ SHARED_BODIES = 512  # shared renders kept per process (a process serves many ba
 MIN_GROUP = 4  # smaller groups are rendered per recipient (the proof renders would cost as much)
 _HTML_SPECIAL = re.compile(r"[&<>\"']")
 _URL_SPECIAL = re.compile(r"[^A-Za-z0-9_.~-]")
+
+
+def shop_context(profile: ShopProfile) -> dict[str, Any]:
+    """`shop` in templates: the profile's customer-visible values (social links are UTM-tagged by the
+    composer)."""
+    logo = profile.logo
+    return {
+        "name": profile.name,
+        "name_genitive": profile.name_genitive,
+        "name_prepositional": profile.name_prepositional,
+        "url": profile.url,
+        "cart_url": profile.cart_url,
+        "account_url": profile.account_url,
+        "orders_url": profile.orders_url,
+        "currency": profile.currency,
+        "locale": profile.locale,
+        "support_email": profile.support_email,
+        "support_phone": profile.support_phone,
+        "legal_footer": profile.legal_footer,
+        "brand_color": profile.brand_color,
+        "brand_text_color": profile.brand_text_color,
+        "logo": {"url": logo.url, "width": logo.width, "height": logo.height} if logo else None,
+        "palette": palette(profile.brand_color, profile.brand_text_color),
+    }
+
+
+def _custom_args(campaign: str, row: dict[str, Any]) -> dict[str, str]:
+    """The mail's SendGrid custom_args (ids and labels only, never personal data): campaign, occasion,
+    customer, and where known the A/B test variant and the run's segment (webhook events carry them;
+    the local SendGrid server's engagement rates can depend on them)."""
+    args = {
+        "campaign": campaign,
+        "occasion": str(row["occasion_key"]),
+        "customer_id": str(int(row["customer_id"])),
+    }
+    variant, segment = row.get("test_variant"), row.get("segment")
+    if variant:
+        args["variant"] = str(variant)
+    if segment:
+        args["segment"] = str(segment)
+    return args
 
 
 def _plain(value: Any) -> Any:
@@ -115,7 +162,7 @@ class Shape:
     @classmethod
     def of(cls, names: frozenset[str]) -> Shape:
         personal = tuple(sorted(names & SHARED_PERSONAL))
-        by_row = tuple(sorted(names - SHARED_PERSONAL - set(CONSTANT_NAMES)))
+        by_row = tuple(sorted(names - SHARED_PERSONAL - set(CONSTANT_NAMES) - RENDERER_NAMES))
         return cls(names, personal, by_row)
 
 
@@ -146,6 +193,8 @@ class MailComposer:
         settings: Settings,
         products: dict[int, dict[str, Any]],
         issued: Mapping[str, Coupon] | None = None,
+        *,
+        strict: bool = True,
     ) -> None:
         self.campaign = campaign
         self.settings = settings
@@ -157,45 +206,55 @@ class MailComposer:
             default_language=settings.default_language,
             currency=settings.currency,
         )
-        self.shop = {
-            "name": settings.shop_name,
-            "url": settings.shop_url,
-            "cart_url": settings.shop_link(settings.cart_path),
-            "account_url": settings.shop_link(settings.account_path),
-            "orders_url": settings.shop_link(settings.orders_path),
-            "currency": settings.currency,
-            "support_email": settings.support_email,
-            "support_phone": settings.support_phone,
-        }
+        variant = campaign.test_variant  # an A/B test's variant: its subject, preheader, sender name
+        if variant is not None:
+            folder, language, currency = settings.templates_dir, settings.default_language, settings.currency
+            self.renderer = variant_renderer(self.renderer, variant, folder, language, currency)
+        self.profile = shop_profile(settings)
+        self.shop = shop_context(self.profile)
         self.utm = {
             "source": settings.utm_source,
             "medium": settings.utm_medium,
             "campaign": campaign.utm,
         }
         self.shop["social"] = [  # UTM-tagged once per run, not per mail
-            (name, add_utm(url, **self.utm, content="social")) for name, url in settings.social_links.items()
+            (name, add_utm(url, **self.utm, content="social")) for name, url in self.profile.social_links
         ]
         self.campaign_info = {"name": campaign.name, "title": campaign.title}
         # the fields every mail of the campaign shares, in `OutgoingMail`'s order (positional: fast)
         self._sender = (
-            settings.sender_email,
-            settings.sender_name,
-            settings.reply_to,
+            self.profile.sender_email,
+            (variant.sender_name if variant else None) or self.profile.sender_name,
+            self.profile.reply_to,
             campaign.name,
             campaign.categories,
             campaign.click_tracking,
         )
         self.quiet = quiet_hours(settings.quiet_hours) if campaign.marketing else None
-        self._send_at: dict[tuple[object, int], int | None] = {}  # (zone, minute) -> send_at
+        self._send_at: dict[tuple[object, int, int | None], int | None] = {}  # (zone, minute, hour)
         self._clock: tuple[datetime | None, int] = (None, 0)
         self._value_facts: dict[str, tuple[bool, str, bool]] = {}
         # what a shared render depends on besides the group key: the campaign and the shop settings
         self._scope = (campaign.name, _frozen(self.shop), _frozen(self.utm), _frozen(self.campaign_info))
         self._unsubscribe_prefix = unsubscribe_prefix(settings.unsubscribe_url)
         self._unsubscribe_secret = settings.unsubscribe_secret.get_secret_value()
+        self._unsubscribe_mailbox = settings.unsubscribe_mailbox.strip() or None
         self._shapes: dict[str, Shape] = {}
         self.unshared: str | None = None
         self.stats: Counter = Counter()
+        self.lengths = self._length_report(strict)
+
+    def _length_report(self, strict: bool) -> LengthReport:
+        """Subject and preheader lengths of the campaign's sample mails with this shop's profile, checked
+        once per process and shop; over the limit stops the run (`strict`) before any mail is composed."""
+        report = self.renderer.length_reports.get(self._scope)
+        if report is None:
+            report = self.renderer.length_reports[self._scope] = check_lengths(self)
+            for warning in report.warnings + report.refusals:
+                logger.warning("%s", warning)
+        if strict and report.refusals:
+            raise TemplateError("; ".join(report.refusals))
+        return report
 
     def unsubscribe_url(self, customer_id: int) -> str | None:
         if not self.campaign.marketing:
@@ -244,17 +303,28 @@ class MailComposer:
             context.setdefault("coupon", None)  # templates may test `{% if coupon %}`
         return context
 
-    def scheduled(self, zone: object, now: datetime | None = None) -> int | None:
-        """Marketing mail composed in the customer's quiet hours: deliver when they end (cached per
-        zone and minute: a batch composes thousands of mails in a few zones)."""
-        if self.quiet is None:
+    def scheduled(self, zone: object, now: datetime | None = None, hour: object = None) -> int | None:
+        """Marketing mail composed in the customer's quiet hours: deliver when they end; with a
+        preferred `hour` (send_time = preferred): the next time it is that hour in the customer's zone,
+        out of the quiet hours (segments/preferred_hour.py). Cached per zone, minute and hour: a batch
+        composes thousands of mails in a few zones."""
+        if not self.campaign.marketing:
             return None
         now = now or state_db.utcnow()
         if now is not self._clock[0]:  # a group's mails share one `now`: its minute computed once
             self._clock = (now, int(now.timestamp() // 60))
-        key = (zone, self._clock[1])
+        try:
+            wanted: int | None = None if hour is None else int(hour)  # type: ignore[call-overload]
+        except (TypeError, ValueError):  # NaN / <NA>: the fixed-hour group
+            wanted = None
+        key = (zone, self._clock[1], wanted)
         if key not in self._send_at:
-            self._send_at[key] = send_at(zone, now, self.quiet, self.settings.timezone)
+            if wanted is None:
+                found = None if self.quiet is None else send_at(zone, now, self.quiet, self.settings.timezone)
+            else:
+                place = zone if isinstance(zone, str) and zone else self.settings.timezone
+                found = preferred_send_at(place, wanted, now, self.quiet)
+            self._send_at[key] = found
         return self._send_at[key]
 
     def _mail(
@@ -267,7 +337,9 @@ class MailComposer:
     ) -> OutgoingMail:
         headers: dict[str, str] = {}
         if unsubscribe:
-            headers["List-Unsubscribe"] = f"<{unsubscribe}>"
+            prefix = self._unsubscribe_prefix
+            token = unsubscribe[len(prefix) :] if unsubscribe.startswith(prefix) else None
+            headers["List-Unsubscribe"] = list_unsubscribe(unsubscribe, self._unsubscribe_mailbox, token)
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         first, last = row.get("first_name"), row.get("last_name")
         name = f"{first} {last}" if first and last else first or last or ""
@@ -283,13 +355,9 @@ class MailComposer:
             name,
             sender[2],
             headers,
-            {
-                "campaign": sender[3],
-                "occasion": str(row["occasion_key"]),
-                "customer_id": str(int(row["customer_id"])),
-            },
+            _custom_args(sender[3], row),
             sender[4],
-            self.scheduled(row.get(ZONE_COLUMN), now),
+            self.scheduled(row.get(ZONE_COLUMN), now, row.get(SEND_HOUR_COLUMN)),
             sender[5],
             subs,
         )
@@ -306,7 +374,7 @@ class MailComposer:
         """What the campaign's templates read in `language`, cached."""
         if language not in self._shapes:
             env = self.renderer.env
-            names = [f"{self.campaign.template}/{language}/{part}" for part in PARTS]
+            names = self.renderer.part_names(language)
             self._shapes[language] = Shape.of(referenced_names(env, names))
         return self._shapes[language]
 

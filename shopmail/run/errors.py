@@ -10,6 +10,9 @@ password (URLs are shown with `safe_url`), token or coupon code.
 
 from __future__ import annotations
 
+import copy
+import errno
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,6 +78,10 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _databases(ctx: Context) -> str:
     parts = [f"shop DB {safe_url(ctx.shop_url)}" if ctx.shop_url else ""]
     parts.append(f"state DB {safe_url(ctx.state_url)}" if ctx.state_url else "")
@@ -129,14 +136,22 @@ def missing_column(name: str, ctx: Context) -> Explained:
     )
     return Explained(
         f"The shop database's `{table or '?'}` has no column `{column}`.{expected} Add the column to the "
-        "table or to the view that maps your shop (NULL where the shop has no value; see README "
-        f'"The shop data contract"), or check SHOPMAIL_SHOP_DB_URL ({safe_url(ctx.shop_url) or "not set"}).',
+        "table or to the view that maps your shop (NULL where the shop has no value; see the data "
+        "contract, docs/connect/data-contract.md), or check "
+        f'SHOPMAIL_SHOP_DB_URL ({safe_url(ctx.shop_url) or "not set"}).',
         CONFIG_EXIT,
     )
 
 
 def _database_error(exc: DBAPIError, ctx: Context) -> Explained:
     detail = first_line(exc)
+    if "database or disk is full" in detail or "disk I/O error" in detail:
+        return Explained(
+            f"The database could not be written: {detail}. The disk holding it is full (or failing): free "
+            "space there, or move the database (SHOPMAIL_STATE_DB_URL, or SHOPMAIL_DATA_DIR for the default "
+            f"state DB; SHOPMAIL_SHOP_DB_URL) and run again; the send ledger sends only what is missing "
+            f"({_databases(ctx)})."
+        )
     for pattern in MISSING_TABLE:
         if match := pattern.search(detail):
             return missing_table(match.group(1), ctx)
@@ -200,6 +215,7 @@ PROJECT_ERRORS: dict[str, Callable[[BaseException, Context], Explained]] = {
         CONFIG_EXIT,
     ),
     "DemoSettingsError": lambda e, _: Explained(str(e), CONFIG_EXIT),
+    "DatasetUnreadable": lambda e, _: Explained(_capitalized(first_line(e)) + ".", CONFIG_EXIT),
     "ContractError": lambda e, ctx: _contract_error(e, ctx),
     "ShopDatabaseMissing": lambda e, ctx: Explained(
         f"{first_line(e).capitalize()}. For the demo shop run `shopmail demo-data`; for your shop set "
@@ -213,7 +229,36 @@ PROJECT_ERRORS: dict[str, Callable[[BaseException, Context], Explained]] = {
         CONFIG_EXIT,
     ),
     "ParameterTypeError": lambda e, _: Explained(f"Invalid run parameter: {first_line(e)}.", CONFIG_EXIT),
+    "BatchesFailed": lambda e, ctx: _batches_failed(e, ctx),
+    "StopRequested": lambda e, _: Explained(
+        f"Run {first_line(e)}. `shopmail history` shows it as interrupted.", getattr(e, "exit_code", 1)
+    ),
+    "CancelledRun": lambda e, ctx: _cancelled_run(e, ctx),
+    "FailedRun": lambda e, ctx: _failed_run(e, ctx),
+    "DatabaseFileReplaced": lambda e, _: Explained(
+        f"{first_line(e)}: the run stopped, so that nothing more is written into a file that is gone. "
+        "Restore the shop database (SHOPMAIL_SHOP_DB_URL) and run again: the send ledger sends only what "
+        "is missing, and coupons already mailed are inserted again where the shop lacks them."
+    ),
+    "ShopDatabaseLocked": lambda e, _: Explained(
+        f"{first_line(e)}. Another program holds a lock on it (a backup, an import, the shop itself in a "
+        "long transaction): run again when it is done, or raise SHOPMAIL_SHOP_LOCK_WAIT_S."
+    ),
 }
+
+
+def _batches_failed(exc: BaseException, ctx: Context) -> Explained:
+    """Send batches failed as a whole: the first one's cause in words where it is known (a deleted shop
+    file, a locked database), and what happens to their mails."""
+    after = (
+        "Nothing is lost or sent twice: their mails stay open in the send ledger, and the recovery step "
+        "(or a rerun of this command) sends them exactly once."
+    )
+    cause = exc.__cause__
+    known = explain(cause, ctx) if cause is not None else None
+    if known is not None:
+        return Explained(f"{first_line(exc).split(' (')[0]}: {known.message} {after}", known.exit_code)
+    return Explained(f"{first_line(exc)}. {after}")
 
 
 def explain(exc: BaseException, ctx: Context | None = None) -> Explained | None:
@@ -236,6 +281,53 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+STORAGE_PROBLEMS = {
+    errno.EROFS: ("is read-only", "make it writable"),
+    errno.ENOSPC: ("is full", "free space there"),
+    errno.EDQUOT: ("is over its quota", "free space there"),
+}
+
+
+def _storage_error(exc: OSError, ctx: Context) -> Explained | None:
+    """A file system that is read-only or full: which path, which setting."""
+    problem = STORAGE_PROBLEMS.get(exc.errno or 0)
+    if problem is None:
+        return None
+    path = str(exc.filename or "")
+    state_file = ctx.state_url.removeprefix("sqlite:///") if ctx.state_url.startswith("sqlite:///") else ""
+    in_data_dir = bool(ctx.data_dir) and path.startswith(ctx.data_dir.rstrip("/") + "/")
+    if state_file and path.startswith(state_file) and not in_data_dir:
+        setting = f"SHOPMAIL_STATE_DB_URL (the state DB, {safe_url(ctx.state_url)})"
+    elif in_data_dir:
+        setting = f"SHOPMAIL_DATA_DIR ({ctx.data_dir}: state DB, outbox, demo shop)"
+    else:
+        setting = "SHOPMAIL_DATA_DIR, SHOPMAIL_STATE_DB_URL or SHOPMAIL_OUTBOX_DIR (whichever names it)"
+    what, fix = problem
+    return Explained(
+        f"Cannot write {path or 'a file'}: the file system there {what}. {fix.capitalize()}, or point "
+        f"{setting} at a writable place, then run again (the send ledger sends only what is missing)."
+    )
+
+
+def _failed_run(exc: BaseException, _ctx: Context) -> Explained | None:
+    """Prefect's own failures of a run: an approval pause that timed out ends "never resumed"."""
+    if "never resumed" in str(exc):
+        return Explained(
+            "Send not approved, nothing sent: the run waited for approval in the Prefect UI and nobody "
+            "answered within SHOPMAIL_APPROVAL_TIMEOUT_S. Approve the paused run in time, or run again "
+            "with --yes to approve this audience in advance."
+        )
+    return None
+
+
+def _cancelled_run(exc: BaseException, _ctx: Context) -> Explained:
+    """A run that ended Cancelled: a rejected approval (its message says why), or cancelled by a person."""
+    text = first_line(exc)
+    if "not approved" in text:
+        return PROJECT_ERRORS["SendNotApproved"](exc, _ctx)
+    return Explained(f"The run was cancelled: {text}. Nothing more was sent; run again to resume.")
+
+
 def _explain(exc: BaseException, ctx: Context) -> Explained | None:
     names = _names(exc)
     for name, handler in PROJECT_ERRORS.items():
@@ -249,6 +341,8 @@ def _explain(exc: BaseException, ctx: Context) -> Explained | None:
         return _database_error(exc, ctx)
     if isinstance(exc, SQLAlchemyError):
         return Explained(f"Database error: {first_line(exc)} ({_databases(ctx)}).")
+    if isinstance(exc, OSError) and (storage := _storage_error(exc, ctx)) is not None:
+        return storage
     if isinstance(exc, PermissionError):
         return Explained(
             f"Permission denied: {exc.filename or first_line(exc)}. Shopmail reads and writes its data "
@@ -264,3 +358,29 @@ def unexpected(exc: BaseException) -> str:
         f"Unexpected error: {type(exc).__name__}: {first_line(exc)}. Run again with --debug (or "
         "SHOPMAIL_DEBUG=1) for the full traceback; a flow run's Prefect logs always have it."
     )
+
+
+class WithoutUserTracebacks(logging.Formatter):
+    """A console formatter that prints a record carrying an expected failure (one `explain` knows: the
+    user can fix it) without its traceback; other records as `inner` formats them."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and explain(exc) is not None:
+            record = copy.copy(record)  # other handlers (the run's API log) keep the traceback
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return self.inner.format(record)
+
+
+def console_without_user_tracebacks(root: logging.Logger | None = None) -> None:
+    """Prefect's console handlers (on the root logger) print expected failures as one line, without
+    the traceback above the CLI's own paragraph; the run's logs in Prefect keep it."""
+    for handler in (root or logging.getLogger()).handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler" and not isinstance(
+            handler.formatter, WithoutUserTracebacks
+        ):
+            handler.setFormatter(WithoutUserTracebacks(handler.formatter))

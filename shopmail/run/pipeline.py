@@ -14,16 +14,20 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from config.settings import Settings
-from segments.arbitration import HISTORY_COLUMNS, CapRule, apply_frequency_cap
+from segments.arbitration import HISTORY_COLUMNS, CapRule, apply_frequency_cap, cap_mask
+from segments.audiences.empty_reasons import audience_empty_reason
 from segments.audiences.registry import build_audience
 from segments.eligibility import address_keys, eligibility
 from segments.holdout import split_holdout
 from segments.local_time import local_to_utc
 from segments.segment_snapshot import SegmentSnapshot, restrict_to_segment
 from segments.send_time import ZONE_COLUMN, customer_zones
+from segments.series import ENTRY_KEY_COLUMN, STEP_COLUMN, step_occasion
 from shopmail.bulk import collector_paused
 from shopmail.campaigns import Campaign
 from shopmail.campaigns import registry as campaign_registry
+from shopmail.run.send_hours import with_send_hours
+from shopmail.run.series_run import HOLDOUT_COLUMN, SeriesBook, select_series
 from shopmail.state import ledger, state_db
 from shopmail.state.feedback import unsubscribed_customers
 
@@ -43,6 +47,11 @@ class Selection:
     # eligible customers in the campaign's random holdout (marketing only): get nothing, recorded in the
     # ledger as `holdout` on real runs (flows/steps.py), compared with the mailed by `shopmail report`
     holdout: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # a series' new entries, exits and skipped steps (written by a real run before it sends)
+    series: SeriesBook | None = None
+    # why the audience is empty (segments/audiences/empty_reasons.py; `segment_empty`): its words in
+    # shopmail/run/vocabulary.py `ZERO`; None when it is not
+    empty: tuple[str, dict[str, str]] | None = None
 
     def skipped_by_reason(self) -> dict[str, int]:
         if self.skipped.empty:
@@ -77,6 +86,15 @@ def attach_customers(campaign: Campaign, audience: pd.DataFrame, customers: pd.D
     for name in ("first_name", "last_name"):  # the recipients only; NULL names: templates want ""
         recipients[name] = clean_names(recipients[name])
     columns = campaign.occasion_fields
+    if campaign.is_series and STEP_COLUMN in recipients:  # each step its own occasion: cart:123:step2
+        recipients["occasion_key"] = [
+            step_occasion(key, int(step))
+            for key, step in zip(recipients[ENTRY_KEY_COLUMN], recipients[STEP_COLUMN], strict=True)
+        ]
+        recipients["message_key"] = message_keys(
+            campaign.name, recipients["occasion_key"], recipients["customer_id"]
+        )
+        return recipients.reset_index(drop=True)
     recipients["occasion_key"] = (
         [
             campaign.occasion_key.format(**dict(zip(columns, values, strict=True)))
@@ -114,7 +132,12 @@ def select_recipients(
     see config/segments.toml), then quarantine / address / consent / suppression / already-sent filters,
     then the campaign's random holdout (`holdout_percent`, marketing only) into `Selection.holdout`.
     Raises `SegmentError` for an unknown segment or one needing datasets the campaign does not read."""
-    audience = build_audience(campaign.audience, frames, as_of, settings.tz, campaign.params, window)
+    book = None
+    if campaign.is_series:  # the steps due now (shopmail/run/series_run.py)
+        audience, book = select_series(campaign, frames, as_of, settings.tz, state, window)
+    else:
+        audience = build_audience(campaign.audience, frames, as_of, settings.tz, campaign.params, window)
+    built = len(audience)
     audience, snapshot = restrict_to_segment(
         campaign.name,
         campaign.datasets,
@@ -138,13 +161,26 @@ def select_recipients(
     )
     if campaign.marketing:  # frequency cap + priority, local time zones (service mails are exempt)
         eligible, capped = arbitrate(campaign, eligible, frames["customers"], settings, state)
+        if campaign.send_time == "preferred":  # each customer's hour (shopmail/run/send_hours.py)
+            eligible = with_send_hours(campaign, eligible, frames.get("orders"), state, settings)
         skipped = pd.concat([skipped, capped]) if len(capped) else skipped
-    eligible, holdout = split_holdout(
-        eligible, campaign.name, campaign.holdout_percent if campaign.marketing else 0
-    )
+    if campaign.is_series:  # one group for the whole series: the entry's, decided when it entered
+        held = eligible[HOLDOUT_COLUMN].astype(bool) if len(eligible) else pd.Series(dtype=bool)
+        eligible, holdout = eligible[~held].copy(), eligible[held].copy()
+    else:
+        eligible, holdout = split_holdout(
+            eligible, campaign.name, campaign.holdout_percent if campaign.marketing else 0
+        )
     outcomes = pd.concat([skipped, holdout.assign(reason="holdout")]) if len(holdout) else skipped
     snapshot.with_outcomes(eligible["customer_id"], outcomes)
-    return Selection(len(audience), eligible, skipped, snapshot, holdout)
+    empty = None
+    if not len(audience):  # why nobody: the day (sale over, no birthday) or the segment
+        empty = audience_empty_reason(campaign.audience, campaign.params, as_of)
+        if built:
+            name = str(snapshot.segment or segment)
+            title = (snapshot.definitions.get(name) or {}).get("title") or name.replace("_", " ")
+            empty = ("segment_empty", {"audience": f"{built:,}", "segment": f"«{title}»"})
+    return Selection(len(audience), eligible, skipped, snapshot, holdout, book, empty)
 
 
 @dataclass(frozen=True)
@@ -213,9 +249,16 @@ def claim_cap(campaign: Campaign, settings: Settings, now: datetime | None = Non
     if not campaign.marketing or not policy.rule.active:
         return None
 
-    def keep(candidates: pd.DataFrame, history: pd.DataFrame) -> pd.Series:
-        kept, _ = policy.split(candidates, history)
-        return candidates["message_key"].isin(kept["message_key"])
+    def keep(candidates: list[tuple[int, str]], history: list[tuple]) -> list[bool]:
+        return cap_mask(
+            candidates,
+            history,
+            priority=policy.campaign.priority,
+            priorities=policy.priorities,
+            now=policy.now,
+            day_start=policy.day_start,
+            rule=policy.rule,
+        )
 
     return ledger.CapCheck(tuple(sorted(policy.priorities)), policy.since, keep)
 

@@ -11,7 +11,7 @@ from shopmail.db import get_engine
 from shopmail.mailer.base import OutgoingMail
 from shopmail.run.composer import MailComposer
 from shopmail.run.pipeline import product_lookup, select_recipients
-from shopmail.shop.data_checks import clean_frames, run_gate
+from shopmail.shop.data_checks import ShopRules, clean_frames, run_gate
 from shopmail.shop.extract import day_end_utc, extract
 from shopmail.state import state_db
 from shopmail.state.coupons import recorded_coupons
@@ -35,7 +35,7 @@ def _selection(campaign_name: str, as_of: date | None, segment: str | None = Non
         settings.tz,
         campaign.history_days,
     )
-    gate = run_gate(frames, day, day_end_utc(day, settings.tz))
+    gate = run_gate(frames, day, day_end_utc(day, settings.tz), rules=ShopRules.from_settings(settings))
     if not gate.success:
         return PreviewResult(None, f"data checks failed: {gate.failure_text()}")
     frames = clean_frames(frames, gate)

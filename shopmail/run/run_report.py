@@ -9,47 +9,20 @@ from typing import Any
 
 from shopmail.mailer.base import OutgoingMail
 from shopmail.redaction import redact, redact_data, redact_tokens
+from shopmail.run.vocabulary import words
 
-__all__ = ["SKIP_REASON_WORDS", "RunReport", "redact", "redact_tokens"]
+__all__ = ["EXTRA_COUNTS", "RunReport", "redact", "redact_tokens", "words"]
 
-# what each skip reason means, for the marketer reading the artifact
-SKIP_REASON_WORDS = {
-    "quarantined": "shop data failed a check (quarantined)",
-    "invalid_email": "no valid e-mail address",
-    "no_consent": "no consent to marketing mail",
-    "unsubscribed": "unsubscribed",
-    "suppressed": "address suppressed (bounce, spam report)",
-    "already_sent": "already got this mail",
-    "duplicate_address": "same address as another recipient",
-    "frequency_cap": "got enough mails lately (frequency cap)",
-    "claimed_by_other_run": "another run is sending it right now",
-    "no_customer_row": "customer missing from the shop data",
-}
-# counts() keys as the artifact shows them
-COUNT_LABELS = {
-    "audience": "audience (campaign rule and segment)",
-    "eligible": "eligible",
-    "holdout": "held out (comparison group)",
-    "sent": "sent",
-    "skipped": "skipped",
-    "failed": "failed",
-    "rejected": "rejected by the mail provider",
-    "quarantined": "shop rows quarantined",
-}
 # sending outcomes shown only when they happened (doubt about acceptance, coupons without their mail)
-EXTRA_COUNT_LABELS = {
-    "in_doubt": "in doubt: waiting for proof of acceptance (resent after the grace period if none comes)",
-    "sent_before_crash": "accepted earlier, proved by the provider (not resent)",
-    "resent_after_doubt": "resent after doubt (no proof within the grace period)",
-    "coupons_waiting": "coupons issued, waiting for their mail (the rerun sends them)",
-}
-STATUS_WORDS = {
-    "completed": "completed",
-    "rejected": "not approved: nothing sent",
-    "blocked": "stopped before sending: nothing sent",
-    "paused": "sending paused",
-    "failed": "failed",
-}
+EXTRA_COUNTS = (
+    "in_doubt",
+    "awaiting_proof",
+    "still_open",
+    "sent_before_crash",
+    "resent_after_doubt",
+    "coupons_waiting",
+    "coupons_restored",
+)
 
 
 @dataclass
@@ -74,6 +47,11 @@ class RunReport:
     approval: str = ""  # why the send needed approval and who decided what
     segment_title: str = ""  # the segment's title (config/segments.toml), for the artifact
     sample_link: str = ""  # where the sample mail's HTML can be read (a preview artifact, a file)
+    interrupted_by: str = ""  # SIGTERM / SIGINT: the run stopped on a signal (recovery resumes SIGTERM)
+    batches_failed: int = 0  # send batches that failed as a whole (recovery resumes such a run)
+    held_until: str = ""  # ISO UTC: when the latest lease over mails another run holds ends
+    held_runs: dict[str, int] = field(default_factory=dict)  # run id -> mails it held
+    zero_reason: str = ""  # a run that sends nothing: why, in one sentence (shopmail/run/zero_reason.py)
 
     def title(self) -> str:
         mode = "dry run" if self.dry_run else "send"
@@ -95,6 +73,7 @@ class RunReport:
         return (
             f"{self.title()}: {done} of {self.eligible:,} eligible{segment} "
             f"(audience {self.audience:,}, skipped {counts['skipped']:,}, held out {self.holdout:,})."
+            + (f" {self.zero_reason}" if self.zero_reason else "")
         )
 
     def counts(self) -> dict[str, int]:
@@ -110,8 +89,8 @@ class RunReport:
         }
 
     def extra_counts(self) -> dict[str, int]:
-        """The nonzero `EXTRA_COUNT_LABELS` outcomes."""
-        return {k: int(self.outcomes[k]) for k in EXTRA_COUNT_LABELS if self.outcomes.get(k)}
+        """The nonzero `EXTRA_COUNTS` outcomes."""
+        return {k: int(self.outcomes[k]) for k in EXTRA_COUNTS if self.outcomes.get(k)}
 
     def details(self) -> dict[str, Any]:
         return {
@@ -125,13 +104,19 @@ class RunReport:
             "variants": self.variants,
             "problem": redact(self.problem),
             "errors": redact_data(self.errors[:20]),
+            **({"zero_reason": self.zero_reason} if self.zero_reason else {}),
+            **({"interrupted_by": self.interrupted_by} if self.interrupted_by else {}),
+            **({"batches_failed": self.batches_failed} if self.batches_failed else {}),
+            **({"held_until": self.held_until, "held_runs": self.held_runs} if self.held_runs else {}),
         }
 
     def markdown(self, status: str) -> str:
         counts = self.counts()
-        lines = [f"# {self.title()}", "", f"Status: **{STATUS_WORDS.get(status, status)}**", ""]
+        lines = [f"# {self.title()}", "", f"Status: **{words(status, 'status')}**", ""]
         if self.dry_run:
             lines += [f"**Would send: {self.would_send():,}** (dry run: nothing was sent)", ""]
+        if self.zero_reason:
+            lines += [f"**{self.zero_reason}**", ""]
         if self.segment and self.segment != "all":
             title = f"{self.segment_title} (`{self.segment}`)" if self.segment_title else f"`{self.segment}`"
             lines += [f"**Segment:** {title}, {self.audience:,} customers in the campaign's audience", ""]
@@ -141,20 +126,24 @@ class RunReport:
             lines += [f"**Approval:** {self.approval}", ""]
         if self.problem:
             lines += [f"> {self.problem}", ""]
-        lines += ["| measure | count |", "|---|---:|"]
+        lines += [f"| {words('measure', 'label')} | {words('count', 'label')} |", "|---|---:|"]
         if self.dry_run:
-            lines += [f"| would send | {self.would_send()} |"]
-        lines += [f"| {COUNT_LABELS.get(k, k)} | {v} |" for k, v in counts.items()]
-        lines += [f"| {EXTRA_COUNT_LABELS[k]} | {v} |" for k, v in self.extra_counts().items()]
+            lines += [f"| {words('would_send', 'count')} | {self.would_send()} |"]
+        lines += [f"| {words(k, 'count')} | {v} |" for k, v in counts.items()]
+        lines += [f"| {words(k, 'outcome')} | {v} |" for k, v in self.extra_counts().items()]
         if self.skipped:
-            lines += ["", "## Skipped by reason", "", "| reason | count |", "|---|---:|"]
             lines += [
-                f"| {SKIP_REASON_WORDS.get(k, k.replace('_', ' '))} | {v} |"
-                for k, v in sorted(self.skipped.items())
+                "",
+                "## Skipped by reason",
+                "",
+                f"| {words('reason', 'label')} | {words('count', 'label')} |",
             ]
+            lines += ["|---|---:|"] + [f"| {words(k)} | {v} |" for k, v in sorted(self.skipped.items())]
         if self.variants:
-            lines += ["", "## Variants", "", "| variant | count |", "|---|---:|"]
-            lines += [f"| {k} | {v} |" for k, v in sorted(self.variants.items())]
+            lines += ["", "## Variants", "", f"| {words('variant', 'label')} | {words('count', 'label')} |"]
+            lines += ["|---|---:|"] + [
+                f"| {words(k, 'variant')} | {v} |" for k, v in sorted(self.variants.items())
+            ]
         if self.errors:
             lines += ["", "## Errors (first 20)", ""] + [f"- {e}" for e in self.errors[:20]]
         if self.checks_markdown:

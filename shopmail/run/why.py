@@ -4,6 +4,7 @@ customer's values as they were, plus the customer's rows in the send ledger."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import Engine, select
 
 from segments.rules import parse_segments, trace
 from segments.segment_snapshot import read_snapshot_member, read_snapshot_meta, row_features
+from shopmail.run.vocabulary import words
 from shopmail.state.schema import run_summaries, send_ledger
 
 
@@ -29,9 +31,19 @@ class Explanation:
     outcome: str | None = None
     rule_trace: list[str] = field(default_factory=list)
     ledger: list[dict[str, Any]] = field(default_factory=list)
+    dry_run: bool | None = None
+    started_at: datetime | None = None
+
+    def run_label(self) -> str:
+        """The run as a person names it (campaign, shop day, mode, start), never its id."""
+        if not self.campaign:
+            return "a run Shopmail has no record of"
+        mode = "" if self.dry_run is None else " (dry run)" if self.dry_run else " (send)"
+        started = f", started {self.started_at:%Y-%m-%d %H:%M} UTC" if self.started_at else ""
+        return f"the {self.campaign} run for {self.as_of}{mode}{started}"
 
     def lines(self) -> list[str]:
-        out = [f"Customer {self.customer_id}, run {self.run_id}"]
+        out = [f"Customer {self.customer_id}, {self.run_label()}"]
         if self.campaign:
             out.append(f"Campaign: {self.campaign}, as of {self.as_of}")
         if not self.snapshot_found:
@@ -47,7 +59,7 @@ class Explanation:
                 + " did not select this customer."
             )
         if self.member:
-            out.append(f"In the audience; outcome: {self.outcome}")
+            out.append(f"In the audience; outcome: {words(self.outcome or 'unknown')}")
         if self.rule_trace:
             out.append("Rule, with this customer's values at run time:")
             out.extend("  " + line for line in self.rule_trace)
@@ -55,8 +67,9 @@ class Explanation:
             out.append("Ledger:")
             for r in self.ledger:
                 here = " (this run)" if r["run_id"] == self.run_id else ""
+                status = words(r["status"], "outcome")
                 out.append(
-                    f"  {r['status']}: {r['occasion_key']} at {r['updated_at']:%Y-%m-%d %H:%M} UTC{here}"
+                    f"  {status}: {r['occasion_key']} at {r['updated_at']:%Y-%m-%d %H:%M} UTC{here}"
                     + (f", provider id {r['provider_message_id']}" if r.get("provider_message_id") else "")
                 )
         elif self.snapshot_found or self.campaign:
@@ -91,8 +104,31 @@ def _ledger_rows(state: Engine, customer_id: int, campaign: str | None, run_id: 
 def _run_summary(state: Engine, run_id: str) -> dict[str, Any] | None:
     runs = run_summaries
     with state.connect() as conn:
-        row = conn.execute(select(runs.c.campaign, runs.c.as_of).where(runs.c.run_id == run_id)).first()
+        row = conn.execute(
+            select(runs.c.campaign, runs.c.as_of, runs.c.dry_run, runs.c.started_at).where(
+                runs.c.run_id == run_id
+            )
+        ).first()
     return dict(row._mapping) if row else None
+
+
+def run_of_day(state: Engine, customer_id: int, campaign: str, day: date) -> str | None:
+    """The run of `campaign` for the shop day `day` to explain for `customer_id`: the one that holds
+    the customer's mail, else the latest real send of that day, else its latest dry run."""
+    for row in _ledger_rows(state, customer_id, campaign, ""):
+        summary = _run_summary(state, row["run_id"]) if row["run_id"] else None
+        if summary and summary["as_of"] == day:
+            return str(row["run_id"])
+    runs = run_summaries
+    query = (
+        select(runs.c.run_id)
+        .where(runs.c.campaign == campaign, runs.c.as_of == day)
+        .order_by(runs.c.dry_run.asc(), runs.c.started_at.desc())
+        .limit(1)
+    )
+    with state.connect() as conn:
+        found = conn.execute(query).scalar()
+    return str(found) if found else None
 
 
 def latest_run_for(state: Engine, customer_id: int, campaign: str) -> str | None:
@@ -108,10 +144,10 @@ def explain(
     rule traced on the customer's values as they were) and the ledger rows (if `state` is given)."""
     result = Explanation(int(customer_id), str(run_id))
     meta = read_snapshot_meta(data_dir, run_id)
-    if meta is None and state is not None:
-        summary = _run_summary(state, run_id)
-        if summary:
-            result.campaign, result.as_of = summary["campaign"], str(summary["as_of"])
+    summary = _run_summary(state, run_id) if state is not None else None
+    if summary:
+        result.campaign, result.as_of = summary["campaign"], str(summary["as_of"])
+        result.dry_run, result.started_at = bool(summary["dry_run"]), summary["started_at"]
     if meta is not None:
         result.snapshot_found = True
         result.campaign, result.as_of, result.segment = meta["campaign"], meta["as_of"], meta["segment"]

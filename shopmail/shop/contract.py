@@ -2,7 +2,8 @@
 (and the default used when a shop's view simply omits it), the allowed values and what NULL means.
 
 `extract` uses it (a missing optional column gets its default, a missing required column is an error
-naming it), `check_shop` reports against it, and the README's contract tables are rendered from it
+naming it), `check_shop` reports against it, and the tables of docs/connect/data-contract.md are
+rendered from it
 (`contract_markdown`; `tests/test_contract.py` keeps both in step).
 """
 
@@ -212,9 +213,28 @@ class DatasetMissing(ContractError):
         self.datasets = list(datasets)
         names = ", ".join(f"`{d}`" for d in self.datasets)
         super().__init__(
-            f'the shop database has no {names} table or view (data contract, README "The shop data '
-            'contract"); the campaigns that need it are skipped: add the view or disable them '
+            f"the shop database has no {names} table or view (data contract: "
+            "docs/connect/data-contract.md); the campaigns that need it are skipped: add the view or "
+            "disable them "
             "(SHOPMAIL_DISABLED_CAMPAIGNS); `shopmail check-shop` lists what can run"
+        )
+
+
+class DatasetUnreadable(ContractError):
+    """A table or view of the shop DB fails when read (a view's function raising on a zero date, two
+    collations the server will not compare, a text column compared with a time): names the dataset,
+    the columns that fail on their own (`columns`: column -> the server's message) and the error."""
+
+    def __init__(self, dataset: str, columns: dict[str, str], error: str) -> None:
+        self.dataset, self.columns, self.error = dataset, dict(columns), error
+        where = (
+            "; ".join(f"column `{c}` fails: {message}" for c, message in self.columns.items())
+            if self.columns
+            else f"the query fails: {error}"
+        )
+        super().__init__(
+            f"the shop's `{dataset}` cannot be read: {where}. Fix the view (a platform kit: install its "
+            "views.sql of this Shopmail version); `shopmail check-shop` checks every view"
         )
 
 
@@ -237,14 +257,17 @@ def missing_required(dataset: str, present: set[str]) -> list[str]:
 def column_error(dataset: str, columns: list[str]) -> ContractError:
     """The error for required columns missing from a dataset."""
     names = ", ".join(f"`{dataset}.{c}`" for c in columns)
-    return ContractError(
-        f"the shop's `{dataset}` has no required column {names} (data contract, README \"The shop data "
-        f'contract"); add it to the view, e.g. `... AS {columns[0]}`; `shopmail check-shop` lists every gap'
+    error = ContractError(
+        f"the shop's `{dataset}` has no required column {names} (data contract: "
+        f"docs/connect/data-contract.md); add it to the view, e.g. `... AS {columns[0]}`; "
+        "`shopmail check-shop` lists every gap"
     )
+    error.dataset, error.columns = dataset, list(columns)  # type: ignore[attr-defined]
+    return error
 
 
 def contract_markdown() -> str:
-    """The README's contract tables: one per dataset."""
+    """The contract tables of docs/connect/data-contract.md: one per dataset."""
     parts = []
     for d in DATASETS.values():
         title = f"#### `{d.name}`" + (" (optional dataset)" if d.optional else "")

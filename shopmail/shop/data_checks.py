@@ -23,29 +23,36 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+# Great Expectations (about 8 s to import on a busy machine) is imported when a data check first runs,
+# not with this module: commands and flows that check nothing never pay for it.
 
-import great_expectations as gx  # noqa: E402
-import great_expectations.expectations as gxe  # noqa: E402
-from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
-
+from config.addresses import address_problem  # noqa: E402
+from config.urls import url_problem  # noqa: E402
 from shopmail.shop.contract import DATASETS, LANGUAGES  # noqa: E402
 from shopmail.shop.extract import (  # noqa: E402
+    DEFAULTED,
     LANGUAGE_TAGS,
+    LATER_ROWS,
     LATEST_ORDER,
     NEWEST_ORDER,
+    NOT_NUMBERS,
     NULL_CREATED,
+    NUMBER_EXAMPLES,
+    TEXT_LIMITED,
     UNPARSABLE,
+    UNREADABLE_TIMES,
     ZERO_DATES,
 )
 from shopmail.shop.schema import ORDER_STATUSES  # noqa: E402
 
-EMAIL_REGEX = r"^[A-Za-z0-9._%+\-']+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}$"
 MAX_BAD_SHARE = 0.05
 MIN_BAD_ROWS = 5  # at most this many bad rows never fail a quarantine check (small tables)
 TOP_VALUES = 5  # values named per failure message
@@ -79,26 +86,27 @@ KEYS = {
 }
 
 
-def _critical(expectation: gxe.Expectation) -> gxe.Expectation:
+def _critical(expectation: Any) -> Any:
     expectation.meta = {"severity": "critical"}
     return expectation
 
 
-def _quarantine(expectation: gxe.Expectation) -> gxe.Expectation:
+def _quarantine(expectation: Any) -> Any:
     expectation.meta = {"severity": "quarantine"}
     expectation.mostly = 1 - MAX_BAD_SHARE
     return expectation
 
 
-def expectations_for(dataset: str) -> list[gxe.Expectation]:
-    """The checks of one dataset of the shop data contract."""
+def expectations_for(dataset: str) -> list[Any]:
+    """The checks of one dataset of the shop data contract (Great Expectations expectations)."""
+    import great_expectations.expectations as gxe
+
     c, q = _critical, _quarantine
     if dataset == "customers":
         return [
             c(gxe.ExpectColumnValuesToNotBeNull(column="id")),
             c(gxe.ExpectColumnValuesToBeUnique(column="id")),
-            q(gxe.ExpectColumnValuesToNotBeNull(column="email")),
-            q(gxe.ExpectColumnValuesToMatchRegex(column="email", regex=EMAIL_REGEX)),
+            q(gxe.ExpectColumnValuesToNotBeNull(column="email")),  # the address itself: check_addresses
             q(gxe.ExpectColumnValuesToBeInSet(column="gender", value_set=["f", "m"])),
         ]
     if dataset == "orders":
@@ -144,8 +152,7 @@ def expectations_for(dataset: str) -> list[gxe.Expectation]:
             c(gxe.ExpectColumnValuesToBeUnique(column="id")),
             c(gxe.ExpectColumnValuesToNotBeNull(column="customer_id")),
             c(gxe.ExpectColumnValuesToNotBeNull(column="requested_at")),
-            q(gxe.ExpectColumnValuesToNotBeNull(column="expires_at")),
-            q(gxe.ExpectColumnValuesToMatchRegex(column="reset_url", regex=r"^https?://\S+$")),
+            q(gxe.ExpectColumnValuesToNotBeNull(column="expires_at")),  # reset_url: check_links
         ]
     return []
 
@@ -186,44 +193,55 @@ class GateReport:
     def quarantined_keys(self, dataset: str) -> set[Any]:
         return set(self.quarantine.get(dataset, {}))
 
-    def markdown(self) -> str:
-        lines = [
-            "| dataset | check | column | severity | rows | unexpected | result |",
-            "|---|---|---|---|---:|---:|---|",
-        ]
-        for r in self.results:
-            verdict = "ok" if r.success else "**FAILED**"
-            lines.append(
-                f"| {r.dataset} | {r.check} | {r.column} | {r.severity} | {r.rows} "
-                f"| {r.unexpected} | {verdict} |"
-            )
-        return "\n".join(lines)
-
     def failure_text(self) -> str:
+        """The failed checks, causes first: values that do not parse or lie in the future come before
+        the checks they break (references to the rows set aside)."""
         return "; ".join(
             r.message or f"{r.dataset}.{r.column}: {r.check} ({r.unexpected} of {r.rows} rows, {r.severity})"
-            for r in self.failures
+            for r in sorted(self.failures, key=_cause_rank)
         )
 
     def findings(self) -> dict[str, int]:
         """Rows found per `dataset.column: check` (non-zero only), for logs and summaries."""
         return {f"{r.dataset}.{r.column}: {r.check}": r.unexpected for r in self.results if r.unexpected}
 
-    def add(self, result: CheckResult, keys: list[Any] = ()) -> None:
-        """Record a pandas check: its result and, by severity, the keys to quarantine or blank."""
+    def add(self, result: CheckResult, keys: list[Any] = (), reasons: list[str] | None = None) -> None:
+        """Record a pandas check: its result and, by severity, the keys to quarantine or blank
+        (`reasons`: why each key's row is set aside, stored with it)."""
         self.results.append(result)
         label = f"{result.column}:{result.check}"
         if result.severity == "quarantine":
             bucket = self.quarantine.setdefault(result.dataset, {})
-            for key in keys:
-                bucket.setdefault(key, []).append(label)
+            for i, key in enumerate(keys):
+                bucket.setdefault(key, []).append(f"{label} ({reasons[i]})" if reasons else label)
         elif result.severity == "unknown" and len(keys):
             column = self.unknown.setdefault(result.dataset, {}).setdefault(result.column, [])
             column.extend(keys)
 
 
+ROOT_CHECKS = ("parsable_time", "parsable_number", "not_in_future")  # causes other checks' failures show
+
+
+def _cause_rank(result: CheckResult) -> int:
+    if result.check in ROOT_CHECKS:
+        return 0
+    return 2 if result.check.startswith("references_") else 1
+
+
+@cache
+def suite_for(dataset: str) -> Any | None:
+    """The dataset's expectation suite, built once per process (None: the dataset has no checks)."""
+    import great_expectations as gx
+
+    expectations = expectations_for(dataset)
+    return gx.ExpectationSuite(name=f"shop_{dataset}", expectations=expectations) if expectations else None
+
+
 @lru_cache(maxsize=1)
 def _context() -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return context
@@ -248,13 +266,12 @@ def _batch_definition(dataset: str) -> Any:
 def validate_dataset(dataset: str, frame: pd.DataFrame, report: GateReport) -> None:
     """Run the dataset's suite and add its results and quarantined keys to `report` (rows whose times
     did not parse are quarantined by `check_unparsable`, not judged again here)."""
-    expectations = expectations_for(dataset)
-    unparsable = _unparsable_rows(dataset, frame)
+    suite = suite_for(dataset)
+    unparsable = _unparsable_rows(dataset, frame) | _not_number_rows(frame)
     if unparsable:
         frame = frame.drop(index=list(unparsable))
-    if not expectations or frame.empty:
+    if suite is None or frame.empty:
         return
-    suite = gx.ExpectationSuite(name=f"shop_{dataset}", expectations=expectations)
     frame = frame.reset_index(drop=True)
     batch = _batch_definition(dataset).get_batch(batch_parameters={"dataframe": frame})
     result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
@@ -334,6 +351,34 @@ def check_unparsable(dataset: str, frame: pd.DataFrame, report: GateReport) -> N
         report.add(CheckResult(dataset, "parsable_time", column, severity, ok, len(labels), len(frame)), keys)
 
 
+def check_mapping(dataset: str, frame: pd.DataFrame, report: GateReport) -> None:
+    """A dataset the mapping empties (critical: the run stops with the reason instead of "sent 0 of 0"):
+    read empty while its table has rows whose times are not times (text the SQL filter cannot compare,
+    `extract` lists examples), or a required column NULL in every row (a status mapping returning
+    nothing)."""
+    for column, examples in (frame.attrs.get(UNREADABLE_TIMES) or {}).items():
+        shown = ", ".join(repr(e) for e in examples)
+        result = CheckResult(dataset, "times_readable", column, "critical", False, 0, 0)
+        result.message = (
+            f"{dataset}.{column}: no value reads as a time (e.g. {shown}), so every row was left out of the "
+            "run: the view must return DATETIME/TIMESTAMP values or ISO 8601 text ('2026-11-13 04:07:00')"
+        )
+        report.results.append(result)
+    if frame.empty or dataset not in DATASETS:
+        return
+    for spec in DATASETS[dataset].columns:
+        if not spec.required or spec.type == "timestamp" or spec.name not in frame.columns:
+            continue  # NULL times: `check_times_present`
+        if frame[spec.name].isna().all():
+            rows = len(frame)
+            result = CheckResult(dataset, "not_all_null", spec.name, "critical", False, rows, rows)
+            result.message = (
+                f"{dataset}.{spec.name} is NULL in all {len(frame)} rows: the view's mapping returns "
+                "nothing for it (a status or field mapping that matches no value?)"
+            )
+            report.results.append(result)
+
+
 def check_required(dataset: str, frame: pd.DataFrame, report: GateReport, as_of: date | None) -> None:
     """An empty `customers` or `products` table: the shop DB or its mapping is wrong (critical)."""
     if dataset not in REQUIRED_TABLES or not frame.empty:
@@ -391,6 +436,12 @@ def check_references(frames: dict[str, pd.DataFrame], report: GateReport) -> Non
             count,
             len(frame),
         )
+        later = frames[target].attrs.get(LATER_ROWS) or {}
+        if count and later.get("count"):  # the cause is named by its own check, first
+            result.message = (
+                f"{dataset}.{column}: references_{target} ({count:,} of {len(frame):,} rows, quarantine), "
+                f"e.g. to {target} left out as in the future ({target}.{later['column']})"
+            )
         report.add(result, _keys(frame, dataset, bad))
 
 
@@ -541,21 +592,33 @@ def run_gate(
     *,
     now: datetime | None = None,
     max_order_age_days: int | None = None,
+    rules: ShopRules | None = None,
 ) -> GateReport:
     """Validate every extracted dataset; the caller stops the run if `report.success` is False.
     `as_of` (the run day) enables the age check; `until` (its end, naive UTC) the future check and, with
-    `now` (naive UTC), the freshness check of the orders table (`max_order_age_days`: its limit)."""
+    `now` (naive UTC), the freshness check of the orders table (`max_order_age_days`: its limit).
+    `rules`: the shop's links and currencies (default: https links to any host, any ISO currency)."""
     report = GateReport()
+    rules = rules or ShopRules()
     for dataset, frame in frames.items():
+        check_mapping(dataset, frame, report)
         check_required(dataset, frame, report, as_of)
         check_unparsable(dataset, frame, report)
+        check_numbers(dataset, frame, report)
+        check_later_rows(dataset, frame, report)
+        check_text_lengths(dataset, frame, report)
+        check_omitted_columns(dataset, frame, report)
+        check_links(dataset, frame, report, rules)
         check_zero_dates(dataset, frame, report)
         check_times_present(dataset, frame, report)
         validate_dataset(dataset, frame, report)
         if until is not None:
             check_not_in_future(dataset, frame, report, until)
     if "customers" in frames:
+        check_addresses(frames["customers"], report)
         check_languages(frames["customers"], report)
+    if "orders" in frames:
+        check_currencies(frames["orders"], report, rules.currencies)
     if "orders" in frames and until is not None and now is not None:
         check_freshness(frames["orders"], report, until, now, max_order_age_days)
     if "orders" in frames:
@@ -588,3 +651,237 @@ def clean_frames(frames: dict[str, pd.DataFrame], report: GateReport) -> dict[st
             frame.loc[frame[KEYS[name]].isin(keys), column] = blank
         cleaned[name] = frame
     return cleaned
+
+
+# --- links, addresses, numbers, currencies, text lengths, future rows, omitted columns -------------
+
+
+@dataclass(frozen=True)
+class ShopRules:
+    """What shop data is judged against besides the contract: the shop's links and currencies."""
+
+    allow_http: bool = False  # SHOPMAIL_ALLOW_HTTP_LINKS
+    hosts: tuple[str, ...] = ()  # the shop's hosts, for links to its pages (empty: any host)
+    currencies: tuple[str, ...] = ()  # the shop's currencies (empty: any ISO 4217 code)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ShopRules:
+        """The settings' rules; a currency setting that is not ISO 4217 is a configuration error naming
+        it (checked here, not at every start: the ISO list costs Babel's data)."""
+        unknown = [
+            (field, code)
+            for field, codes in (
+                ("currency", [settings.currency]),
+                ("order_currencies", settings.order_currencies),
+            )
+            for code in codes
+            if code not in iso_currencies()
+        ]
+        if unknown:
+            raise ValidationError.from_exception_data(
+                "Settings",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "currency", "{text}", {"text": f"{code!r} is not an ISO 4217 currency"}
+                        ),
+                        loc=(field,),
+                        input=code,
+                    )
+                    for field, code in unknown
+                ],
+            )
+        return cls(settings.allow_http_links, settings.shop_hosts, settings.currencies)
+
+
+# (dataset, column) -> (a page of the shop: must point at its hosts, severity of a bad link)
+LINK_COLUMNS = {
+    ("products", "url"): (True, "quarantine"),
+    ("products", "image_url"): (False, "unknown"),  # no picture; the product stays
+    ("password_resets", "reset_url"): (True, "quarantine"),
+}
+
+
+def _reasons(reasons: pd.Series) -> str:
+    """The most frequent reasons, with counts: "no @ (3), nothing after the @ (1)"."""
+    return ", ".join(
+        f"{reason} ({count})" for reason, count in reasons.value_counts().head(TOP_VALUES).items()
+    )
+
+
+def _set_aside(
+    dataset: str,
+    column: str,
+    check: str,
+    severity: str,
+    frame: pd.DataFrame,
+    bad: pd.Series,
+    reasons: pd.Series,
+) -> tuple[CheckResult, list[Any], list[str]]:
+    """The result of a row check whose every bad row has a reason in words (never its value)."""
+    count = int(bad.sum())
+    ok = severity != "quarantine" or _share_ok(count, len(frame))
+    result = CheckResult(dataset, check, column, severity, ok, count, len(frame))
+    what = SEVERITY_TEXT[severity]
+    result.message = f"{dataset}.{column}: {count:,} of {len(frame):,} rows {what}: {_reasons(reasons)}"
+    return result, _keys(frame, dataset, bad), reasons.tolist()
+
+
+SEVERITY_TEXT = {
+    "quarantine": "set aside, never mailed",
+    "unknown": "treated as missing",
+    "critical": "stop the run",
+}
+
+
+def check_links(dataset: str, frame: pd.DataFrame, report: GateReport, rules: ShopRules) -> None:
+    """Links that may not go into a mail (config/urls.py: `javascript:`, `data:`, http where not
+    allowed, credentials, control characters, another host than the shop's for its pages): the product
+    or reset request is set aside with the reason; a bad picture link is treated as missing."""
+    for (name, column), (shop_page, severity) in LINK_COLUMNS.items():
+        if name != dataset or column not in frame.columns or frame.empty:
+            continue
+        hosts = rules.hosts if shop_page else ()
+        values = frame[column]
+        present = values.notna()
+        problems = pd.Series(None, index=frame.index, dtype=object)
+        problems[present] = [
+            url_problem(v, allow_http=rules.allow_http, hosts=hosts) for v in values[present]
+        ]
+        bad = problems.notna()
+        if not bad.any():
+            continue
+        result, keys, reasons = _set_aside(dataset, column, "valid_link", severity, frame, bad, problems[bad])
+        report.add(result, keys, reasons)
+
+
+def check_addresses(frame: pd.DataFrame, report: GateReport) -> None:
+    """Addresses the sender would refuse (config/addresses.py, the rule every sender applies): the
+    customer is set aside with the reason (the address itself is never shown)."""
+    from segments.eligibility import mailable
+
+    if frame.empty or "email" not in frame.columns:
+        return
+    email = frame["email"]
+    bad = email.notna() & ~mailable(email)
+    if not bad.any():
+        return
+    reasons = email[bad].map(lambda a: address_problem(a) or "cannot be mailed")
+    result, keys, why = _set_aside("customers", "email", "valid_address", "quarantine", frame, bad, reasons)
+    report.add(result, keys, why)
+
+
+def _not_number_rows(frame: pd.DataFrame) -> set[Any]:
+    return {label for labels in (frame.attrs.get(NOT_NUMBERS) or {}).values() for label in labels}
+
+
+def check_numbers(dataset: str, frame: pd.DataFrame, report: GateReport) -> None:
+    """Numbers that do not parse ('12,50 руб.' as a price; extract read them tolerantly): the row is
+    set aside, the message names the table, the column and an example."""
+    examples = frame.attrs.get(NUMBER_EXAMPLES) or {}
+    for column, labels in (frame.attrs.get(NOT_NUMBERS) or {}).items():
+        labels = [label for label in labels if label in frame.index]
+        if not labels or dataset not in KEYS:
+            continue
+        result = CheckResult(
+            dataset,
+            "parsable_number",
+            column,
+            "quarantine",
+            _share_ok(len(labels), len(frame)),
+            len(labels),
+            len(frame),
+        )
+        shown = ", ".join(repr(v) for v in examples.get(column, [])) or "?"
+        result.message = (
+            f"{dataset}.{column}: {len(labels):,} of {len(frame):,} rows are not a number, e.g. {shown} "
+            "(set aside, never mailed; the contract wants a plain number such as 1290.50)"
+        )
+        report.add(result, frame.loc[labels, KEYS[dataset]].tolist())
+
+
+def check_later_rows(dataset: str, frame: pd.DataFrame, report: GateReport) -> None:
+    """Rows left out of the read because their time lies in the future even of now (customers registered
+    in 2030): named first, before the references to them they break."""
+    later = frame.attrs.get(LATER_ROWS) or {}
+    count = int(later.get("count") or 0)
+    if not count:
+        return
+    rows = len(frame) + count
+    column = later["column"]
+    result = CheckResult(dataset, "not_in_future", column, "quarantine", _share_ok(count, rows), count, rows)
+    newest = later.get("newest")
+    shown = f"newest {newest:%Y-%m-%d %H:%M} UTC" if newest is not None else "not a time"
+    result.message = (
+        f"{dataset}.{column}: {count:,} of {rows:,} rows lie in the future ({shown}; now is before "
+        f"{later['after']:%Y-%m-%d %H:%M} UTC): left out, and rows referring to them set aside; the shop's "
+        "clock or the view's time zone is wrong"
+    )
+    report.results.append(result)
+
+
+def check_text_lengths(dataset: str, frame: pd.DataFrame, report: GateReport) -> None:
+    """Texts longer than the contract allows (extract cut or blanked them): counted."""
+    for column, (count, limit, action) in (frame.attrs.get(TEXT_LIMITED) or {}).items():
+        result = CheckResult(dataset, "text_length", column, "unknown", True, int(count), len(frame))
+        done = f"cut to {limit} characters" if action == "cut" else "treated as missing"
+        result.message = (
+            f"{dataset}.{column}: {count:,} values longer than the contract's {limit} characters, {done}"
+        )
+        report.results.append(result)
+
+
+def check_omitted_columns(dataset: str, frame: pd.DataFrame, report: GateReport) -> None:
+    """Optional columns the shop's view leaves out: noted (read as their default), never a failure."""
+    for column in frame.attrs.get(DEFAULTED) or []:
+        spec = DATASETS[dataset].column(column)
+        default = "NULL" if spec.default is None else repr(spec.default)
+        result = CheckResult(dataset, "column_in_view", column, "unknown", True, 0, len(frame))
+        result.message = (
+            f"{dataset}.{column} is not in the shop's table or view: every row reads as {default} "
+            f"({spec.null}); add it to the view if the shop has it"
+        )
+        report.results.append(result)
+
+
+def omitted_columns(report: GateReport) -> list[str]:
+    """The notes of `check_omitted_columns`, for the run's log."""
+    return [r.message for r in report.results if r.check == "column_in_view"]
+
+
+@lru_cache(maxsize=1)
+def iso_currencies() -> frozenset[str]:
+    """ISO 4217 codes (CLDR via Babel, historic ones included)."""
+    from babel.numbers import list_currencies
+
+    return frozenset(list_currencies())
+
+
+def check_currencies(frame: pd.DataFrame, report: GateReport, currencies: tuple[str, ...] = ()) -> None:
+    """Orders in a currency that is not ISO 4217 ('ZZZ', 'руб') or not the shop's (`currencies`):
+    set aside (an amount in an unknown currency cannot be written); NULL is the shop currency."""
+    if frame.empty or "currency" not in frame.columns:
+        return
+    code = frame["currency"]
+    present = code.notna()
+    not_iso = present & ~code.isin(iso_currencies())
+    foreign = (
+        present & ~not_iso & ~code.isin(currencies) if currencies else pd.Series(False, index=frame.index)
+    )
+    bad = not_iso | foreign
+    count = int(bad.sum())
+    result = CheckResult(
+        "orders", "currency_known", "currency", "quarantine", _share_ok(count, len(frame)), count, len(frame)
+    )
+    if count:
+        allowed = ", ".join(currencies) if currencies else "ISO 4217 codes"
+        result.message = (
+            f"orders.currency: {count:,} of {len(frame):,} orders in a currency not the shop's or not "
+            f"ISO 4217 (set aside, never mailed); found {_top_values(code[bad])}; allowed: {allowed} "
+            "(SHOPMAIL_CURRENCY, SHOPMAIL_ORDER_CURRENCIES)"
+        )
+    reasons = [
+        f"{c!r} is not one of the shop's currencies" if iso else f"{c!r} is not an ISO 4217 currency"
+        for c, iso in zip(code[bad].tolist(), (~not_iso[bad]).tolist(), strict=True)
+    ]
+    report.add(result, _keys(frame, "orders", bad), reasons)

@@ -30,9 +30,17 @@ from shopmail.redaction import redact_tokens
 from shopmail.shop import schema as shop_schema
 from shopmail.shop.coupon_outbox import CONTRACT_TABLE, outbox_table
 from shopmail.state.schema import issued_coupons, send_ledger
-from shopmail.state.state_db import utcnow
+from shopmail.state.state_db import present_values, utcnow
 
-__all__ = ["ALPHABET", "Coupon", "CouponConflict", "coupon_code", "coupon_for", "issue_coupons"]
+__all__ = [
+    "ALPHABET",
+    "Coupon",
+    "CouponConflict",
+    "coupon_code",
+    "coupon_for",
+    "issue_coupons",
+    "restore_missing_coupons",
+]
 _CHUNK = 500
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -297,6 +305,34 @@ def issue_coupons(
     _record(state_engine, rows, campaign.name, run_id, now)
     _insert_into_shop(shop_engine, rows, coupon_note(campaign), table, campaign.name, now)
     return list(rows)
+
+
+def restore_missing_coupons(
+    shop_engine: Engine,
+    state_engine: Engine,
+    campaign: Campaign,
+    now: datetime | None = None,
+    table: str | None = None,
+) -> list[Coupon]:
+    """Insert again the campaign's issued, unexpired coupons (state DB `issued_coupons`) that the shop no
+    longer has: a shop restored from a backup, or coupon rows deleted, would otherwise leave customers
+    with mailed codes that do not work. Returns the coupons inserted (by code; idempotent)."""
+    now = now or utcnow().replace(microsecond=0)
+    table = table or get_settings().coupon_table
+    t = issued_coupons
+    with state_engine.connect() as conn:
+        rows = conn.execute(
+            select(*_RECORD_COLUMNS).where(t.c.campaign == campaign.name, t.c.expires_at > now)
+        )
+        issued = [_from_record(row, UTC_ZONE) for row in rows]
+    if not issued:
+        return []
+    target = outbox_table(table) if table != CONTRACT_TABLE else shop_schema.coupons
+    present = present_values(shop_engine, target.c.code, [c.code for c in issued])
+    missing = [c for c in issued if c.code not in present]
+    if missing:
+        _insert_into_shop(shop_engine, missing, coupon_note(campaign), table, campaign.name, now)
+    return missing
 
 
 WAITING_STATES = ("pending", "failed", "in_doubt")  # the mail was not (provably) sent yet

@@ -3,9 +3,11 @@
 - `unsubscribe`: a signed unsubscribe token (see `shopmail.mail.links`) -> a `customer_unsubscribes` row
   (tokens name the customer, not the address); `unsubscribed_customers` reads them back.
 - `record_events`: SendGrid event-webhook events -> `provider_events` (deduplicated on
-  `sg_event_id`) and address suppressions for unsubscribes, spam reports, hard bounces, drops; a
+  `sg_event_id`), address suppressions for unsubscribes, spam reports, hard bounces, drops, and each
+  mail's outcome in `mail_results` (`shopmail.state.engagement`); a
   processed/delivered/deferred/bounce/dropped event proves its mail accepted: a ledger row in doubt
-  with that `shopmail_key` becomes `sent`.
+  with that `shopmail_key` becomes `sent`. A batch costs a handful of bulk statements, whatever its
+  size (SendGrid posts up to thousands of events at once).
 - `webhook_verifier` / `webhook_authentic`: the webhook's ECDSA signature and freshness check.
 
 No web framework here; `shopmail.web.feedback_app` serves these over HTTP.
@@ -22,13 +24,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.exc import IntegrityError
 
 from shopmail.mail.links import verify_unsubscribe_token
-from shopmail.state.ledger import PROOF_EVENTS, confirm_sent
-from shopmail.state.schema import customer_unsubscribes, provider_events
-from shopmail.state.state_db import add_suppression, present_values, utcnow
+from shopmail.state.engagement import bounce_kind, fold_outcomes, mark_unsubscribed
+from shopmail.state.ledger import IN_DOUBT, PROOF_EVENTS, confirm_sent, insert_if_absent, retry_on_deadlock
+from shopmail.state.schema import customer_unsubscribes, provider_events, send_ledger, suppressions
+from shopmail.state.state_db import present_values, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,10 @@ WEBHOOK_SOURCE = "sendgrid-webhook"
 ONE_CLICK_SOURCE = "one-click"
 MESSAGE_KEY_ARG = "shopmail_key"
 MAX_TOKEN_CHARS = 512
+MAX_URL_CHARS = 4096
 DEFAULT_MAX_WEBHOOK_AGE_S = 600.0
 _MAX_INT32 = 2**31 - 1
+_CHUNK = 1000
 
 # event name -> suppression reason; `bounce` only when `type == "bounce"` (hard), not "blocked".
 SUPPRESSING_EVENTS = {
@@ -82,13 +87,16 @@ def unsubscribe(engine: Engine, secret: str, token: str | None, source: str = ON
     customer_id, campaign = verified
     if _is_unsubscribed(engine, customer_id):
         return True
-    row = {"customer_id": customer_id, "campaign": campaign[:64], "created_at": utcnow(), "source": source}
+    now = utcnow()
+    row = {"customer_id": customer_id, "campaign": campaign[:64], "created_at": now, "source": source}
     try:
         with engine.begin() as conn:
             conn.execute(insert(customer_unsubscribes).values(**row))
     except IntegrityError:  # a concurrent request recorded it first
         if not _is_unsubscribed(engine, customer_id):
             raise
+        return True
+    mark_unsubscribed(engine, customer_id, campaign[:64], now)
     log.debug("unsubscribe recorded for customer %s", customer_id)
     return True
 
@@ -157,27 +165,43 @@ def suppression_reason(event: Mapping[str, Any]) -> str | None:
     return SUPPRESSING_EVENTS.get(name) if isinstance(name, str) else None
 
 
-def record_events(engine: Engine, events: Sequence[Any]) -> EventSummary:
-    """Store a webhook batch once per `sg_event_id` and suppress the addresses it calls for.
+def record_events(
+    engine: Engine, events: Sequence[Any], unsubscribe_prefix: str | None = None
+) -> EventSummary:
+    """Store a webhook batch once per `sg_event_id`, suppress the addresses it calls for and fold it
+    into each mail's outcome (`mail_results`).
 
-    Suppressions are written before the events, so a crash in between is repaired when SendGrid
-    retries the batch; a replayed event is only counted as a duplicate.
+    New events, their suppressions and the outcomes are written in one transaction (a crash leaves
+    nothing half done: SendGrid's retry of the batch does it all); a replayed event is only counted
+    as a duplicate (its outcome is folded in again, which changes nothing: the earliest time of each
+    event is kept). A click on the unsubscribe link (`unsubscribe_prefix`) is stored without its
+    token and is no click on the mail.
     """
     received_at = utcnow()
-    parsed = [_parse_event(event, received_at) for event in events]
+    parsed = [_parse_event(event, received_at, unsubscribe_prefix) for event in events]
     valid = [p for p in parsed if p is not None]
     batch: dict[str, tuple[dict[str, Any], str | None]] = {}
     for row, reason in valid:
         batch.setdefault(row["sg_event_id"], (row, reason))
-    known = _stored_event_ids(engine, list(batch))
-    fresh = [entry for event_id, entry in batch.items() if event_id not in known]
-    suppressed = sum(_suppress(engine, row["email"], reason) for row, reason in fresh if reason)
-    stored = _insert_events(engine, [row for row, _ in fresh])
+    outcomes = [row for row, _ in valid if row["url"] != unsubscribe_prefix or row["event"] != "click"]
+    watched = {event_id for event_id, (_, reason) in batch.items() if reason}
+    rows = [batch[event_id][0] for event_id in sorted(batch)]  # key order: concurrent batches never deadlock
+
+    def write() -> tuple[int, int]:
+        with engine.begin() as conn:
+            stored, fresh = _insert_new(conn, rows, watched)
+            suppressed = _suppress_all(
+                conn, [(batch[i][0]["email"], str(batch[i][1])) for i in sorted(fresh)]
+            )
+            fold_outcomes(conn, outcomes)  # duplicates' too (idempotent)
+        return stored, suppressed
+
+    stored, suppressed = retry_on_deadlock(write)
     proofs: dict[str, str | None] = {}
     for row, _ in valid:  # duplicates too: a replay after a crash here still resolves the doubt
         if row["message_key"] and row["event"] in PROOF_EVENTS and proofs.get(row["message_key"]) is None:
             proofs[row["message_key"]] = row["sg_message_id"]
-    confirmed = confirm_sent(engine, proofs)
+    confirmed = confirm_sent(engine, _doubtful_only(engine, proofs))
     summary = EventSummary(
         received=len(events),
         stored=stored,
@@ -190,8 +214,22 @@ def record_events(engine: Engine, events: Sequence[Any]) -> EventSummary:
     return summary
 
 
-def _parse_event(event: Any, received_at: datetime) -> tuple[dict[str, Any], str | None] | None:
-    """(provider_events row, suppression reason), or None for an event we cannot store."""
+def _doubtful_only(engine: Engine, proofs: dict[str, str | None]) -> dict[str, str | None]:
+    """The proofs whose ledger row may need them (`in_doubt` or `pending`): one indexed query instead
+    of an update per delivered mail (almost every proof finds its mail `sent` already)."""
+    if not proofs:
+        return {}
+    waiting = present_values(
+        engine, send_ledger.c.message_key, proofs, send_ledger.c.status.in_((IN_DOUBT, "pending"))
+    )
+    return {key: proofs[key] for key in sorted(waiting)}
+
+
+def _parse_event(
+    event: Any, received_at: datetime, unsubscribe_prefix: str | None = None
+) -> tuple[dict[str, Any], str | None] | None:
+    """(provider_events row, suppression reason), or None for an event we cannot store. The url of a
+    click on the unsubscribe link is cut to `unsubscribe_prefix` (no token is stored)."""
     if not isinstance(event, Mapping):
         return None
     event_id = _text(event.get("sg_event_id"), 100)
@@ -201,6 +239,9 @@ def _parse_event(event: Any, received_at: datetime) -> tuple[dict[str, Any], str
     if not (event_id and name and email and "@" in email and occurred_at):
         return None
     reason = event.get("reason")
+    url = _text(event.get("url"), MAX_URL_CHARS) if name == "click" else None
+    if url and unsubscribe_prefix and url.startswith(unsubscribe_prefix):
+        url = unsubscribe_prefix
     row = {
         "sg_event_id": event_id,
         "event": name,
@@ -212,6 +253,9 @@ def _parse_event(event: Any, received_at: datetime) -> tuple[dict[str, Any], str
         "occurred_at": occurred_at,
         "received_at": received_at,
         "reason": reason if isinstance(reason, str) else None,
+        "url": url,
+        "machine_open": event.get("sg_machine_open") is True if name == "open" else None,
+        "bounce": bounce_kind(event),
     }
     return row, suppression_reason(event)
 
@@ -243,37 +287,44 @@ def _utc(value: Any) -> datetime | None:
         return None
 
 
-def _stored_event_ids(engine: Engine, event_ids: Sequence[str]) -> set[str]:
-    return present_values(engine, provider_events.c.sg_event_id, event_ids)
+def _insert_new(conn: Connection, rows: list[dict[str, Any]], watched: set[str]) -> tuple[int, set[str]]:
+    """Insert the rows whose `sg_event_id` is not stored yet (insert-if-absent on the unique id: also
+    right under concurrent deliveries of the same events). Returns how many rows were stored and
+    which of the `watched` ids are among them (the events that call for a suppression).
 
-
-def _suppress(engine: Engine, email: str, reason: str) -> bool:
-    """Suppress an address; False if it already was (also when a concurrent request won)."""
-    try:
-        return add_suppression(engine, email, reason, source=WEBHOOK_SOURCE)
-    except IntegrityError:
-        return False
-
-
-def _insert_events(engine: Engine, rows: list[dict[str, Any]]) -> int:
-    """Insert the rows in one transaction; if a concurrent delivery stored some of them meanwhile,
-    fall back to one row at a time. Returns how many rows this call stored."""
+    SQLite counts what an insert-if-absent stored; elsewhere the ids present are read first (one
+    indexed query; a RETURNING of every id costs PostgreSQL four times as much)."""
     if not rows:
+        return 0, set()
+    table = provider_events
+    if conn.dialect.name == "sqlite":
+        known = present_values(conn, table.c.sg_event_id, watched)
+        stored = 0
+        for start in range(0, len(rows), _CHUNK):
+            stored += max(
+                conn.execute(insert_if_absent(conn.dialect, table), rows[start : start + _CHUNK]).rowcount, 0
+            )
+        return stored, watched - known
+    known = present_values(conn, table.c.sg_event_id, [r["sg_event_id"] for r in rows])
+    new = [r for r in rows if r["sg_event_id"] not in known]
+    for start in range(0, len(new), _CHUNK):
+        conn.execute(insert_if_absent(conn.dialect, table), new[start : start + _CHUNK])
+    return len(new), watched - known
+
+
+def _suppress_all(conn: Connection, wanted: Sequence[tuple[str, str]]) -> int:
+    """Suppress the addresses (email, reason: the first reason of an address wins) in bulk; returns
+    how many were not suppressed before (a concurrent request may have won some of them meanwhile:
+    insert-if-absent keeps the first)."""
+    if not wanted:
         return 0
-    try:
-        with engine.begin() as conn:
-            conn.execute(insert(provider_events), rows)
-        return len(rows)
-    except IntegrityError:
-        return sum(_insert_event(engine, row) for row in rows)
-
-
-def _insert_event(engine: Engine, row: dict[str, Any]) -> int:
-    try:
-        with engine.begin() as conn:
-            conn.execute(insert(provider_events).values(**row))
-        return 1
-    except IntegrityError:
-        if _stored_event_ids(engine, [row["sg_event_id"]]):
-            return 0
-        raise
+    reasons: dict[str, str] = {}
+    for email, reason in wanted:
+        reasons.setdefault(email.lower(), reason)
+    new = sorted(set(reasons) - present_values(conn, suppressions.c.email, reasons))
+    if not new:
+        return 0
+    now = utcnow()
+    rows = [{"email": e, "reason": reasons[e], "source": WEBHOOK_SOURCE, "created_at": now} for e in new]
+    conn.execute(insert_if_absent(conn.dialect, suppressions), rows)
+    return len(new)

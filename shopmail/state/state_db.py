@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -11,12 +12,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, Engine, func, insert, select, text
+from sqlalchemy import ColumnElement, Connection, Engine, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from shopmail.db import get_engine, sqlite_file
 from shopmail.redaction import redact_data
-from shopmail.state.schema import quarantined_rows, run_summaries, suppressions, watermarks
+from shopmail.state.schema import quarantined_rows, run_summaries, send_ledger, suppressions, watermarks
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _migrated: set[str] = set()
@@ -94,12 +95,16 @@ IN_CHUNK = 2000
 SCAN_ABOVE = 50_000  # for more values than this one scan beats thousands of IN (...) queries
 
 
-def present_values(engine: Engine, column: ColumnElement, values: Iterable[Any], *where: Any) -> set[Any]:
-    """The values among `values` that `column`'s table holds (rows also matching `where`)."""
+def present_values(
+    engine: Engine | Connection, column: ColumnElement, values: Iterable[Any], *where: Any
+) -> set[Any]:
+    """The values among `values` that `column`'s table holds (rows also matching `where`); `engine`
+    may be a connection (its transaction sees its own writes)."""
     wanted = set(values)
     if not wanted:
         return set()
-    with engine.connect() as conn:
+    connected = contextlib.nullcontext(engine) if isinstance(engine, Connection) else engine.connect()
+    with connected as conn:
         if len(wanted) > SCAN_ABOVE:
             return {v for (v,) in conn.execute(select(column).where(*where)) if v in wanted}
         ordered = sorted(wanted)
@@ -131,7 +136,12 @@ def add_suppression(engine: Engine, email: str, reason: str, source: str) -> boo
     return True
 
 
-def start_run(engine: Engine, run_id: str, campaign: str, as_of: date, dry_run: bool) -> None:
+def start_run(
+    engine: Engine, run_id: str, campaign: str, as_of: date, dry_run: bool, details: Any = None
+) -> None:
+    """Open a run summary (`running`, heartbeat now); `details`: what a recovery needs to finish the
+    run the same way (segment, limit)."""
+    now = utcnow()
     with engine.begin() as conn:
         conn.execute(
             insert(run_summaries).values(
@@ -140,9 +150,61 @@ def start_run(engine: Engine, run_id: str, campaign: str, as_of: date, dry_run: 
                 as_of=as_of,
                 dry_run=dry_run,
                 status="running",
-                started_at=utcnow(),
+                started_at=now,
+                heartbeat_at=now,
+                details=redact_data(details) if details is not None else None,
             )
         )
+
+
+def beat_run(engine: Engine, run_id: str) -> None:
+    """The run's process is alive (`heartbeat_at` = now) while its summary is `running`."""
+    with engine.begin() as conn:
+        conn.execute(
+            run_summaries.update()
+            .where(run_summaries.c.run_id == run_id, run_summaries.c.status == "running")
+            .values(heartbeat_at=utcnow())
+        )
+
+
+class RunHeartbeat:
+    """Beats a run summary every `interval_s` from a background thread while the run's process lives;
+    a run whose heartbeat stopped for a lease is dead (`shopmail.run.recovery` closes and finishes
+    it). A failed beat is retried at the next one. Use as a context manager."""
+
+    def __init__(self, engine: Engine, run_id: str, interval_s: float) -> None:
+        self.engine, self.run_id, self.interval_s = engine, run_id, max(0.5, interval_s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="run-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            with contextlib.suppress(Exception):
+                beat_run(self.engine, self.run_id)
+
+    def __enter__(self) -> RunHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def update_details(engine: Engine, run_id: str, details: Any) -> None:
+    """Replace a run summary's details (stored redacted)."""
+    with engine.begin() as conn:
+        conn.execute(
+            run_summaries.update()
+            .where(run_summaries.c.run_id == run_id)
+            .values(details=redact_data(details))
+        )
+
+
+def get_run(engine: Engine, run_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(run_summaries).where(run_summaries.c.run_id == run_id)).first()
+    return dict(row._mapping) if row else None
 
 
 def finish_run(engine: Engine, run_id: str, status: str, counts: dict[str, int], details: Any) -> None:
@@ -154,6 +216,69 @@ def finish_run(engine: Engine, run_id: str, status: str, counts: dict[str, int],
             .where(run_summaries.c.run_id == run_id)
             .values(status=status, finished_at=utcnow(), details=redact_data(details), **values)
         )
+
+
+def finish_if_running(engine: Engine, run_id: str, status: str, counts: dict[str, int], details: Any) -> bool:
+    """Close a run summary that is still `running` (a step did not record its end); returns whether
+    it was."""
+    values = {k: int(v) for k, v in counts.items() if k in run_summaries.c}
+    with engine.begin() as conn:
+        return bool(
+            conn.execute(
+                run_summaries.update()
+                .where(run_summaries.c.run_id == run_id, run_summaries.c.status == "running")
+                .values(status=status, finished_at=utcnow(), details=redact_data(details), **values)
+            ).rowcount
+        )
+
+
+LATE_SENDS_STATES = ("failed", "interrupted", "crashed")
+
+
+def correct_late_sends(conn: Connection, runs: Iterable[Any]) -> dict[str, int]:
+    """Runs (rows with run_id, sent, details) whose ledger holds more sent mails than their summary:
+    their `sent` becomes the ledger's, and `late_sent` in their details says how many of those were
+    sent after the report was written (`shopmail history` shows it); run id -> mails added now."""
+    stored = {r.run_id: (int(r.sent or 0), dict(r.details or {})) for r in runs}
+    if not stored:
+        return {}
+    counted = conn.execute(
+        select(send_ledger.c.run_id, func.count())
+        .where(send_ledger.c.run_id.in_(list(stored)), send_ledger.c.status == "sent")
+        .group_by(send_ledger.c.run_id)
+    ).all()
+    added: dict[str, int] = {}
+    for run_id, n in counted:
+        sent, details = stored[run_id]
+        if n <= sent:
+            continue
+        added[run_id] = n - sent
+        details["late_sent"] = int(details.get("late_sent", 0)) + n - sent
+        conn.execute(
+            run_summaries.update()
+            .where(run_summaries.c.run_id == run_id)
+            .values(sent=n, details=redact_data(details))
+        )
+    return added
+
+
+def recount_late_sends(engine: Engine, campaign: str, as_of: date, run_id: str) -> int:
+    """Correct the earlier runs of the same campaign and day that ended badly (failed, interrupted,
+    crashed) from the ledger: a batch can still finish its request after its run recorded (a broken
+    process pool terminates the surviving workers, which end their request first), and the rerun does
+    not count mails that are already sent. Returns how many runs were corrected."""
+    runs = run_summaries.c
+    with engine.begin() as conn:
+        closed = conn.execute(
+            select(runs.run_id, runs.sent, runs.details).where(
+                runs.campaign == campaign,
+                runs.as_of == as_of,
+                runs.dry_run.is_(False),
+                runs.status.in_(LATE_SENDS_STATES),
+                runs.run_id != run_id,
+            )
+        ).all()
+        return len(correct_late_sends(conn, closed))
 
 
 IDLE_POLLS = (run_summaries.c.campaign == "service_poller") & (run_summaries.c.audience == 0)

@@ -8,6 +8,10 @@
   signature, 400 unless the body is a JSON list), stored by `feedback.record_events`; a request
   without both signature headers (403) or declaring a body over the limit (413) is answered before
   a byte of its body is read;
+- `POST /sendgrid/inbound`: SendGrid Inbound Parse posts of mails to the unsubscribe mailbox (RFC 2369
+  `mailto:` in List-Unsubscribe, shopmail/mail/unsubscribe_mail.py): the signed token in the subject
+  unsubscribes its customer, as the link would; always 200 (`{"unsubscribed": true|false}`), since
+  SendGrid retries anything else for three days;
 - `GET /preview/{name}?exp=...&sig=...`: a saved sample mail (sanitized HTML from
   `<data_dir>/previews/`) for the links in the Prefect artifacts; HMAC-signed with a key derived
   from the unsubscribe secret, expiring (`preview_link_days`); 404 for anything else; served with a
@@ -51,8 +55,9 @@ from config.settings import (
     get_settings,
     require_production_settings,
 )
-from shopmail.mail.links import verify_unsubscribe_token
+from shopmail.mail.links import unsubscribe_prefix, verify_unsubscribe_token
 from shopmail.mail.previews import find_preview
+from shopmail.mail.unsubscribe_mail import inbound_subject, token_in_subject
 from shopmail.redaction import install_log_redaction
 from shopmail.state import state_db
 from shopmail.state.feedback import (
@@ -70,6 +75,8 @@ SIGNATURE_HEADER = EventWebhookHeader.SIGNATURE  # X-Twilio-Email-Event-Webhook-
 TIMESTAMP_HEADER = EventWebhookHeader.TIMESTAMP  # X-Twilio-Email-Event-Webhook-Timestamp
 DEFAULT_MAX_WEBHOOK_BYTES = 16 * 1024 * 1024
 MAX_FORM_BYTES = 4096
+MAX_INBOUND_BYTES = 1024 * 1024  # an unsubscribe mail is small; a bigger post is answered, not read
+MAILTO_SOURCE = "mailto"
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",  # the token is in the URL
@@ -168,6 +175,7 @@ def create_app(
     if "unsubscribe_secret" in demo_values_in_use(settings):  # `serve` refuses it; tests may not
         log.warning("unsubscribe_secret is the development default: set SHOPMAIL_UNSUBSCRIBE_SECRET")
     verifier = _webhook_verifier(settings)
+    unsubscribe_links = unsubscribe_prefix(settings.unsubscribe_url)
     shop = html.escape(settings.shop_name)
 
     async def confirm_page(request: Request) -> Response:
@@ -201,8 +209,17 @@ def create_app(
             events = None
         if not isinstance(events, list):
             return JSONResponse({"error": "expected a JSON array of events"}, status_code=400)
-        summary = await run_in_threadpool(record_events, engine, events)
+        summary = await run_in_threadpool(record_events, engine, events, unsubscribe_links)
         return JSONResponse(summary.as_dict())
+
+    async def sendgrid_inbound(request: Request) -> Response:
+        # SendGrid Inbound Parse: a mail to the unsubscribe mailbox. Always 2xx (anything else is retried
+        # for 3 days); the signed token in its subject is the whole authorisation, as for the link.
+        body = await _read_body(request, MAX_INBOUND_BYTES)
+        subject = inbound_subject(body, request.headers.get("content-type", "")) if body else None
+        token = token_in_subject(subject)
+        done = bool(token) and await run_in_threadpool(unsubscribe, engine, secret, token, MAILTO_SOURCE)
+        return JSONResponse({"unsubscribed": done})
 
     async def mail_preview(request: Request) -> Response:
         name = request.path_params["name"]
@@ -222,6 +239,7 @@ def create_app(
             Route("/unsubscribe", confirm_page, methods=["GET"]),
             Route("/unsubscribe", unsubscribe_post, methods=["POST"]),
             Route("/sendgrid/events", sendgrid_events, methods=["POST"]),
+            Route("/sendgrid/inbound", sendgrid_inbound, methods=["POST"]),
             Route("/preview/{name}", mail_preview, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ]
@@ -240,11 +258,13 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8030) -> None
 
 
 @contextmanager
-def running_app(app: ASGIApp, host: str = "127.0.0.1", name: str = "asgi-app") -> Iterator[str]:
-    """Serve any ASGI app on a free port in a background thread; yields its base URL."""
+def running_app(
+    app: ASGIApp, host: str = "127.0.0.1", name: str = "asgi-app", port: int = 0
+) -> Iterator[str]:
+    """Serve any ASGI app on `port` (default: a free one) in a background thread; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
     )
@@ -279,12 +299,13 @@ def running_feedback_app(
     *,
     max_webhook_age_s: float = DEFAULT_MAX_WEBHOOK_AGE_S,
     max_webhook_bytes: int = DEFAULT_MAX_WEBHOOK_BYTES,
+    port: int = 0,
 ) -> Iterator[RunningFeedbackApp]:
     """`with running_feedback_app(settings) as app:` -> `app.url`, `app.engine`; stopped on exit."""
     app = create_app(
         settings, engine, max_webhook_age_s=max_webhook_age_s, max_webhook_bytes=max_webhook_bytes
     )
-    with running_app(app, name="feedback-app") as url:
+    with running_app(app, name="feedback-app", port=port) as url:
         yield RunningFeedbackApp(url, app.state.engine)
 
 

@@ -1,8 +1,9 @@
 """Platform kits: SQL that maps a shop platform's own tables onto the shop data contract.
 
 Each kit folder holds `README.md` (what it maps, what the platform cannot give, how to install),
-`views.sql` (a config table, helper functions and one view per contract table) and `coupon_bridge.sql`
-(Shopmail's coupon outbox and the trigger that turns each row into the platform's own coupon). Install
+`views.sql` (a config table, helper functions and one view per contract table), `coupon_bridge.sql`
+(Shopmail's coupon outbox and the trigger that turns each row into the platform's own coupon) and
+`settings.env` (the Shopmail settings the platform needs: its page URLs, tracking, coupon table). Install
 with the mysql client (`mysql shop < views.sql`), which understands the `DELIMITER` lines, or with
 `apply_kit` (what the tests do). Part of the `shop` room: imports SQLAlchemy only.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 KITS_DIR = Path(__file__).resolve().parent
-KITS = ("opencart3", "woocommerce_hpos")
+KITS = ("opencart3", "woocommerce_hpos", "bitrix")
 KIT_FILES = ("views.sql", "coupon_bridge.sql")
 
 
@@ -22,6 +23,16 @@ def kit_path(kit: str, name: str) -> Path:
     if kit not in KITS:
         raise ValueError(f"unknown platform kit '{kit}'; known: {', '.join(KITS)}")
     return KITS_DIR / kit / name
+
+
+def kit_settings(kit: str) -> dict[str, str]:
+    """The kit's `settings.env` as {SHOPMAIL_* variable: value} (comments and blank lines left out)."""
+    found = {}
+    for line in kit_path(kit, "settings.env").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            found[name.strip()] = value.strip()
+    return found
 
 
 def sql_statements(script: str) -> list[str]:
@@ -49,7 +60,9 @@ def sql_statements(script: str) -> list[str]:
 
 
 def apply_kit(engine: Engine, kit: str, files: tuple[str, ...] = KIT_FILES) -> int:
-    """Run the kit's SQL files against the shop DB (MariaDB/MySQL); returns the statements run."""
+    """Run the kit's SQL files against the shop DB (MariaDB/MySQL); returns the statements run. The
+    connection is discarded afterwards: the kit's `SET NAMES` must not reach the pool's next user (a
+    pooled connection in the kit's collation once hid every collation error of the kits' views)."""
     count = 0
     raw = engine.raw_connection()
     try:
@@ -60,5 +73,6 @@ def apply_kit(engine: Engine, kit: str, files: tuple[str, ...] = KIT_FILES) -> i
                     count += 1
         raw.commit()
     finally:
+        raw.invalidate()
         raw.close()
     return count

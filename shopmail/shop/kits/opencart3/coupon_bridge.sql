@@ -6,7 +6,7 @@
 -- unguessable code is the binding), valid from the issue day through the local expiry day.
 -- Fixed amounts are in the store's default currency.
 
--- String literals in the views take the connection's collation: make it OpenCart's.
+-- String literals take the connection's collation: make it the kit's (see views.sql, "Collations").
 SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS shopmail_coupon_outbox (
@@ -31,7 +31,7 @@ DELIMITER $$
 CREATE TRIGGER shopmail_coupon_to_opencart AFTER INSERT ON shopmail_coupon_outbox
 FOR EACH ROW
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM oc_coupon WHERE code = NEW.code) THEN
+  IF NOT EXISTS (SELECT 1 FROM oc_coupon WHERE code = NEW.code COLLATE utf8mb4_bin) THEN
     INSERT INTO oc_coupon (name, code, type, discount, logged, shipping, total, date_start, date_end,
                            uses_total, uses_customer, status, date_added)
     VALUES (LEFT(CONCAT('Shopmail ', NEW.campaign, ': ', COALESCE(NEW.note, '')), 128), NEW.code,
@@ -48,11 +48,11 @@ CREATE OR REPLACE VIEW coupons AS
 SELECT
   x.code,
   x.customer_id,
-  'coupon' AS kind,
+  CONVERT('coupon' USING utf8mb4) AS kind,
   x.value,
   x.percent,
   x.expires_at,
   EXISTS (SELECT 1 FROM oc_coupon_history ch JOIN oc_coupon cp ON cp.coupon_id = ch.coupon_id
-          WHERE cp.code = x.code) AS used,
+          WHERE cp.code = x.code COLLATE utf8mb4_bin) AS used,
   x.note
 FROM shopmail_coupon_outbox x;

@@ -7,7 +7,7 @@
 -- (customer_email, a PHP-serialized array, as WooCommerce writes it), expiring at Shopmail's expiry
 -- instant (date_expires, a Unix timestamp). Fixed amounts are in the store currency.
 
--- String literals take the connection's collation: make it WordPress's.
+-- String literals take the connection's collation: make it the kit's (see views.sql, "Collations").
 SET NAMES utf8mb4 COLLATE utf8mb4_unicode_520_ci;
 
 CREATE TABLE IF NOT EXISTS shopmail_coupon_outbox (
@@ -36,7 +36,7 @@ BEGIN
   DECLARE coupon_id BIGINT UNSIGNED;
   DECLARE email VARCHAR(320) CHARSET utf8mb4 COLLATE utf8mb4_unicode_520_ci;
   DECLARE emails TEXT CHARSET utf8mb4 COLLATE utf8mb4_unicode_520_ci DEFAULT 'a:0:{}';
-  IF NOT EXISTS (SELECT 1 FROM wp_posts WHERE post_type = 'shop_coupon' AND post_title = NEW.code
+  IF NOT EXISTS (SELECT 1 FROM wp_posts WHERE post_type = 'shop_coupon' AND post_title = NEW.code COLLATE utf8mb4_bin
                  AND post_status <> 'trash') THEN
     IF NEW.customer_id > 0 THEN
       SET email = (SELECT LOWER(TRIM(user_email)) FROM wp_users WHERE ID = NEW.customer_id);
@@ -84,12 +84,12 @@ CREATE OR REPLACE VIEW coupons AS
 SELECT
   x.code,
   x.customer_id,
-  'coupon' AS kind,
+  CONVERT('coupon' USING utf8mb4) AS kind,
   x.value,
   x.percent,
   x.expires_at,
   EXISTS (SELECT 1 FROM wp_posts c JOIN wp_postmeta m ON m.post_id = c.ID AND m.meta_key = 'usage_count'
-          WHERE c.post_type = 'shop_coupon' AND c.post_title = x.code AND c.post_status <> 'trash'
+          WHERE c.post_type = 'shop_coupon' AND c.post_title = x.code COLLATE utf8mb4_bin AND c.post_status <> 'trash'
             AND CAST(m.meta_value AS UNSIGNED) > 0) AS used,
   x.note
 FROM shopmail_coupon_outbox x;
