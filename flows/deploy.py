@@ -26,6 +26,7 @@ PREVIEW_ENTRYPOINT = "flows/mail_preview.py:mail_preview"
 SEGMENT_ENTRYPOINT = "flows/segment_size.py:segment_size"
 WHY_ENTRYPOINT = "flows/why_mail.py:why_mail"
 HISTORY_ENTRYPOINT = "flows/campaign_history.py:campaign_history"
+SERIES_TRIAL_ENTRYPOINT = "flows/series_trial.py:series_trial_flow"
 RUN_NAMES_ENTRYPOINT = "flows/run_names.py:run_names"
 RECOVERY_ENTRYPOINT = "flows/recovery.py:recovery"
 DEFAULT_POOL = "shopmail"
@@ -172,6 +173,13 @@ def deployment_specs(settings: Settings | None = None) -> list[DeploymentSpec]:
             entrypoint=WHY_ENTRYPOINT,
             description="Why a customer got, or did not get, a campaign's mail: the segment rule on "
             "their values and the mails recorded for them.",
+            tags=("shopmail", "tool"),
+        ),
+        DeploymentSpec(
+            name="series-trial",
+            entrypoint=SERIES_TRIAL_ENTRYPOINT,
+            description="Try a series on a test customer: every step's mail now, shown and (with a test "
+            "address) sent there; nothing is recorded for the customer.",
             tags=("shopmail", "tool"),
         ),
         DeploymentSpec(

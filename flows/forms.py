@@ -116,6 +116,14 @@ def campaign_dropdown(*, marketing_only: bool = False) -> WithJsonSchema:
     )
 
 
+def series_dropdown() -> WithJsonSchema:
+    """The campaigns that are series (files with `[[steps]]`), by title."""
+    series = {n for n, c in registry(campaigns_folder()).items() if c.is_series}
+    return WithJsonSchema(
+        {"type": "string", "enum": [t for n, t in campaign_titles().items() if n in series]}
+    )
+
+
 def segment_dropdown(*, include_all: bool = True) -> WithJsonSchema:
     titles = [t for n, t in segment_titles().items() if include_all or n != ALL_SEGMENTS]
     return WithJsonSchema({"type": "string", "enum": titles})

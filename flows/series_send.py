@@ -18,16 +18,10 @@ from shopmail.campaigns import Campaign
 from shopmail.results.series_funnel import series_funnel, step_label
 from shopmail.run.pipeline import Selection
 from shopmail.run.run_report import RunReport
-from shopmail.run.series_run import record_series
+from shopmail.run.series_run import record_series, step_spec
 from shopmail.state import state_db
 from tasks.record import record_run
 from tasks.send import with_db_retries
-
-
-def step_spec(spec: Campaign, number: int) -> Campaign:
-    """The campaign as step `number` (1-based) sends it: the step's template folder."""
-    step = spec.steps[number - 1]
-    return spec.model_copy(update={"template": step.template}) if step.template else spec
 
 
 def _rows_of(frame: pd.DataFrame, number: int) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from shopmail.shop import schema
 from shopmail.state import state_db
 from shopmail.state.schema import send_ledger
 
-SERIES_FILE = Path(__file__).resolve().parent.parent / "config" / "series_examples" / "welcome.toml"
+SERIES_FILE = Path(__file__).resolve().parent.parent / "config" / "campaigns" / "welcome.toml"
 W0 = datetime(2026, 11, 10, 6, 0)  # naive UTC: the week starts
 POLL = timedelta(hours=6)
 

@@ -74,6 +74,12 @@ def span_hours(spec: Campaign) -> float:
     return longest
 
 
+def step_spec(spec: Campaign, number: int) -> Campaign:
+    """The campaign as step `number` (1-based) sends it: the step's template folder."""
+    step = spec.steps[number - 1]
+    return spec.model_copy(update={"template": step.template}) if step.template else spec
+
+
 def entry_keys(spec: Campaign, audience: pd.DataFrame) -> list[str]:
     """Each audience row's entry key (the campaign's occasion key over its columns)."""
     fields = [f for _, f, _, _ in string.Formatter().parse(spec.occasion_key) if f]
