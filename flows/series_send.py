@@ -15,7 +15,7 @@ from config.settings import Settings
 from flows.steps import LEDGER_OUTCOMES, send_selection
 from segments.series import STEP_COLUMN
 from shopmail.campaigns import Campaign
-from shopmail.results.series_funnel import series_funnel, step_label
+from shopmail.results.series_funnel import series_funnel
 from shopmail.run.pipeline import Selection
 from shopmail.run.run_report import RunReport
 from shopmail.run.series_run import record_series, step_spec
@@ -90,7 +90,7 @@ def send_series(
             report.errors.extend(part.errors)
             report.problem = report.problem or part.problem
             report.sample = report.sample or part.sample
-            report.variants[step_label(spec, number)] = len(rows)
+            report.variants[spec.step_label(number)] = len(rows)
             if not dry_run:
                 with contextlib.suppress(Exception):
                     state_db.finish_run(state, report.run_id, "running", report.counts(), report.details())

@@ -352,6 +352,11 @@ class Campaign(BaseModel):
     def is_series(self) -> bool:
         return bool(self.steps)
 
+    def step_label(self, number: int) -> str:
+        """Step `number` (1-based) in words: "step 2 (1 day later)"."""
+        step = self.steps[number - 1]
+        return f"step {number}" + (f" ({step.name})" if step.name else "")
+
     def series_words(self) -> str:
         """The series' steps and schedule in words (deployment description, `shopmail campaigns`)."""
         if not self.steps:

@@ -1,5 +1,6 @@
 """A campaigns folder for A/B tests: the shipped campaign files plus `news_ab`, the weekly new-arrivals
-digest with an A/B test of two subjects (set SHOPMAIL_CAMPAIGNS_DIR to it)."""
+digest with an A/B test of two subjects, and `wakeup` as the single mail it was before it became a
+series (set SHOPMAIL_CAMPAIGNS_DIR to it)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def ab_campaigns_dir(
     folder.mkdir(parents=True, exist_ok=True)
     for path in CAMPAIGNS_DIR.glob("*.toml"):
         shutil.copyfile(path, folder / path.name)
+    # wakeup as a single mail (a series has no A/B test): the continuous split's trigger campaign
+    shutil.copyfile(CAMPAIGNS_DIR.parent / "single_mail_examples" / "wakeup.toml", folder / "wakeup.toml")
     text = (CAMPAIGNS_DIR / "new_arrivals.toml").read_text(encoding="utf-8")
     text = text.replace('name = "new_arrivals"', 'name = "news_ab"')
     text = text.replace('title = "Новинки недели"', 'title = "Новинки недели: A/B-тест темы"')

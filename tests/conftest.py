@@ -77,6 +77,42 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     get_engine.cache_clear()
 
 
+CONFIG = Path(__file__).resolve().parent.parent / "config"
+
+
+def _single_mail_campaigns(
+    names: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The shipped campaigns with `names` as the single mails they were before they became series
+    (config/single_mail_examples/), in SHOPMAIL_CAMPAIGNS_DIR: subprocesses started with os.environ get
+    the same folder."""
+    import shutil
+
+    folder = tmp_path / ("campaigns-single-" + "-".join(names))
+    shutil.copytree(CONFIG / "campaigns", folder)
+    for name in names:
+        shutil.copyfile(CONFIG / "single_mail_examples" / f"{name}.toml", folder / f"{name}.toml")
+    monkeypatch.setenv("SHOPMAIL_CAMPAIGNS_DIR", str(folder))
+    get_settings.cache_clear()
+    registry.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture
+def single_mail_wakeup(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """`wakeup` as a single mail: for tests that use it as their everyday trigger campaign (volume, A/B
+    splits, crashes, oracles of one mail per order) and predate the series; they also prove that a
+    single-mail file keeps working."""
+    return _single_mail_campaigns(("wakeup",), tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def single_mail_welcome(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """`welcome` as a single mail: for the poller tests whose oracle is one mail per registration in a
+    poll's window (the series sends later steps between polls: tests/test_series_welcome.py)."""
+    return _single_mail_campaigns(("welcome",), tmp_path, monkeypatch)
+
+
 @pytest.fixture(autouse=True)
 def no_local_prefect_server_left(tmp_path: Path) -> Iterator[None]:
     """A `shopmail` command run by a test without PREFECT_API_URL starts the local Prefect server, which

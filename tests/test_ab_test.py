@@ -19,7 +19,15 @@ import flows.campaign  # noqa: F401 - its run form is built now, from the shippe
 from config.settings import Settings, get_settings
 from segments.ab_split import in_test_group, variant_index
 from segments.holdout import in_holdout
-from shopmail.campaigns import AbTest, Campaign, CampaignError, TestVariant, load_campaign, registry
+from shopmail.campaigns import (
+    CAMPAIGNS_DIR,
+    AbTest,
+    Campaign,
+    CampaignError,
+    TestVariant,
+    load_campaign,
+    registry,
+)
 from shopmail.results.ab_stats import VariantNumbers, decide
 from tests.ab_campaigns import (
     SUBJECTS,
@@ -46,7 +54,10 @@ def test_campaign_file_rules_for_ab_tests(tmp_path: Path, settings: Settings) ->
         _test(variants=[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}])
     with pytest.raises(ValidationError, match="add up to 1"):
         _test(mode="split", variants=[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.2}])
-    wakeup = registry()["wakeup"].model_dump()
+    series = registry()["wakeup"].model_dump()  # the shipped wakeup is a series: no A/B test on it
+    with pytest.raises(ValidationError, match="a series has no A/B test"):
+        Campaign(**{**series, "ab_test": _test(mode="split").model_dump()})
+    wakeup = load_campaign(CAMPAIGNS_DIR.parent / "single_mail_examples" / "wakeup.toml").model_dump()
     with pytest.raises(ValidationError, match="continuous split"):
         Campaign(**{**wakeup, "ab_test": _test().model_dump()})
     assert Campaign(**{**wakeup, "ab_test": _test(mode="split").model_dump()}).ab_test.mode == "split"

@@ -190,6 +190,7 @@ AS_OF = date(2026, 11, 23)
 
 
 @pytest.mark.flow
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_lower_priority_campaign_skips_customers_mailed_by_a_higher_one_today(
     prefect_harness, settings: Settings
 ) -> None:

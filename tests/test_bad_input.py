@@ -164,6 +164,7 @@ def test_one_mail_per_address_and_unsubscribes_follow_the_address(
     assert report.skipped.get("unsubscribed") == 2
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_a_template_broken_for_some_recipients_fails_the_run(
     prefect_harness, demo_shop: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

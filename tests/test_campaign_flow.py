@@ -49,6 +49,7 @@ def _outbox(settings: Settings) -> list[Path]:
     return sorted(settings.outbox_path.glob("*.eml")) if settings.outbox_path.exists() else []
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_wakeup_sends_the_right_people_once(prefect_harness, demo_shop: Settings) -> None:
     from flows.campaign import campaign_flow
 
@@ -96,6 +97,7 @@ def test_wakeup_sends_the_right_people_once(prefect_harness, demo_shop: Settings
     assert len(_ledger(demo_shop)) == len(expected)
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_run_leaves_readable_artifacts(prefect_harness, demo_shop: Settings) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
@@ -159,6 +161,7 @@ def test_failed_data_check_stops_before_any_send(prefect_harness, demo_shop: Set
     assert run["status"] == "blocked" and "nothing sent" in run["details"]["problem"]
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_broken_template_stops_before_any_send(
     prefect_harness, demo_shop: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -176,6 +179,7 @@ def test_broken_template_stops_before_any_send(
     assert _outbox(demo_shop) == [] and _ledger(demo_shop) == []
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_suppressed_customers_are_skipped(prefect_harness, demo_shop: Settings) -> None:
     from flows.campaign import campaign_flow
 
@@ -194,6 +198,7 @@ def test_suppressed_customers_are_skipped(prefect_harness, demo_shop: Settings) 
     assert report.counts()["sent"] == len(expected) - len(held) - 1
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_task_count_grows_with_batches_not_recipients(
     prefect_harness, demo_shop: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,6 +227,7 @@ def test_task_count_grows_with_batches_not_recipients(
     assert sum(r.name.startswith("send-batch") for r in runs) == batches
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_one_click_unsubscribe_from_a_sent_mail_is_honoured_next_run(
     prefect_harness, demo_shop: Settings
 ) -> None:
@@ -247,6 +253,7 @@ def test_one_click_unsubscribe_from_a_sent_mail_is_honoured_next_run(
     assert again.counts()["sent"] == 0 and first["sent"] > 0
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_process_task_runner_sends_the_same(prefect_harness, demo_shop: Settings, monkeypatch) -> None:
     from config.settings import get_settings
     from flows.campaign import configured_campaign_flow

@@ -14,7 +14,8 @@ from shopmail.mail.rendering import LANGUAGES, PARTS, TEMPLATES_DIR
 def test_registry_finds_wakeup() -> None:
     wakeup = get_campaign("wakeup")
     assert wakeup.marketing and wakeup.kind == "trigger"
-    assert wakeup.occasion_fields == ["days", "order_id"]
+    assert wakeup.occasion_fields == ["order_id"] and wakeup.is_series  # one entry per delivered order
+    assert [step.values for step in wakeup.steps] == [{"days": 7}, {"days": 14}]
 
 
 @pytest.mark.parametrize("name", list(registry()))

@@ -29,6 +29,7 @@ def _invoke(*args: str):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_demo_data_run_preview_history(prefect_harness, settings: Settings, tmp_path) -> None:
     from datetime import date
 

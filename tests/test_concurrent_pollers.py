@@ -171,6 +171,7 @@ def _open_rows(state) -> dict[str, int]:
     return {status: n for status, n in rows if status not in ledger.FINAL_STATES}
 
 
+@pytest.mark.usefixtures("single_mail_welcome")  # its oracle: one welcome per registration in a poll
 def test_two_pollers_at_once_one_killed_every_service_mail_exactly_once(
     prefect_harness, poll_shop: Settings, tmp_path: Path
 ) -> None:

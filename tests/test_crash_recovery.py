@@ -73,6 +73,7 @@ def _run(env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_kill_9_mid_send_then_rerun_sends_every_mail_exactly_once(
     prefect_harness, settings: Settings
 ) -> None:

@@ -105,6 +105,7 @@ def test_ledger_holdout_rows_are_final_and_idempotent(tmp_path: Path) -> None:
 
 
 @pytest.mark.flow
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_flow_holds_out_on_real_runs_only_and_never_mails_them_later(
     prefect_harness, settings: Settings
 ) -> None:

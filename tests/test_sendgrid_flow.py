@@ -31,6 +31,7 @@ def sendgrid_shop(settings: Settings, monkeypatch: pytest.MonkeyPatch):
         yield get_settings(), sink
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_mails_reach_sendgrid_with_ids_only_in_custom_args(prefect_harness, sendgrid_shop) -> None:
     from flows.campaign import campaign_flow
 
@@ -60,6 +61,7 @@ def test_mails_reach_sendgrid_with_ids_only_in_custom_args(prefect_harness, send
     assert again["sent"] == 0 and len(sink.store.messages) == len(received)
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_bad_api_key_fails_the_run_and_the_next_run_sends_everything(
     prefect_harness, sendgrid_shop, monkeypatch
 ) -> None:
@@ -81,6 +83,7 @@ def test_bad_api_key_fails_the_run_and_the_next_run_sends_everything(
     assert counts["sent"] == len(sink.store.messages) > 0
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_run_pauses_after_too_many_errors_and_the_rerun_finishes(
     prefect_harness, sendgrid_shop, monkeypatch
 ) -> None:

@@ -242,8 +242,8 @@ def test_each_step_of_a_shipped_series_is_its_own_mail(settings: Settings) -> No
     from shopmail.campaigns import registry
     from shopmail.mail.samples import sample_products, sample_rows
     from shopmail.run.composer import MailComposer
-    from shopmail.run.series_run import step_spec
     from shopmail.run.sample_mail import preheader_of
+    from shopmail.run.series_run import step_spec
 
     folder = settings.templates_dir
     series = [spec for spec in registry().values() if spec.is_series]

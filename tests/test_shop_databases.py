@@ -75,6 +75,7 @@ def server_shop(
                 next(gen, None)
 
 
+@pytest.mark.usefixtures("single_mail_wakeup")  # wakeup as a single mail: this test predates the series
 def test_wakeup_on_a_real_server_matches_sqlite_and_is_idempotent(
     prefect_harness, server_shop, tmp_path
 ) -> None:

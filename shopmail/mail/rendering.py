@@ -136,6 +136,13 @@ PRODUCT_BLOCKS = {"grid": "_partials/product_grid.html.j2", "list": "_partials/p
 _BLOCK_CACHE_SIZE = 20_000
 
 
+def _product_key(item: dict) -> tuple:
+    """A product's contents as a hashable key (unhashable values by their repr)."""
+    return tuple(
+        (k, v if isinstance(v, str | int | float | bool | None) else repr(v)) for k, v in item.items()
+    )
+
+
 class Renderer:
     """Renders a campaign's template folder for one recipient context at a time."""
 
@@ -154,11 +161,13 @@ class Renderer:
 
     def _product_block_global(self) -> Any:
         """`product_block(items, utm_content, "grid"|"list")`: a product grid (HTML) or list (text),
-        rendered once per distinct product set and reused for every recipient who gets it."""
+        rendered once per distinct product set and reused for every recipient who gets it. Keyed by
+        the products' contents, not their ids: the same id may carry other data (a sample product, a
+        price changed since an earlier run of a long-lived process)."""
 
         @pass_context
         def product_block(context: Any, items: list[dict], utm_content: str, layout: str = "grid") -> str:
-            ids = tuple(item["id"] for item in items)
+            ids = tuple(_product_key(item) for item in items)
             language = context.get("language") or self.default_language
             shop = context["shop"]
             brand = (shop.get("brand_color"), shop.get("brand_text_color"))

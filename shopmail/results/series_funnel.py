@@ -76,15 +76,10 @@ def _reason_words(error: object) -> str:
     return str(error or "skipped").split(":")[0]
 
 
-def step_label(spec: Campaign, number: int) -> str:
-    step = spec.steps[number - 1]
-    return f"step {number}" + (f" ({step.name})" if step.name else "")
-
-
 def funnel(spec: Campaign, entries: pd.DataFrame, steps: pd.DataFrame, orders: pd.DataFrame) -> SeriesFunnel:
     """The funnel from the series' entries, its step rows in the ledger (occasion_key, customer_id,
     status, error) and the shop's orders (customer_id, created_at) (pure)."""
-    counts = [StepCounts(step_label(spec, n)) for n in range(1, len(spec.steps) + 1)]
+    counts = [StepCounts(spec.step_label(n)) for n in range(1, len(spec.steps) + 1)]
     sent_entries: set[str] = set()
     for occasion, status, error in zip(steps["occasion_key"], steps["status"], steps["error"], strict=True):
         entry, _, number = str(occasion).rpartition(":step")

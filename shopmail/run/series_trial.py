@@ -16,7 +16,6 @@ from segments.series import ENTRY_KEY_COLUMN, STEP_COLUMN, condition_holds
 from shopmail.campaigns import Campaign, get_campaign
 from shopmail.db import get_engine
 from shopmail.mailer.base import OutgoingMail
-from shopmail.results.series_funnel import step_label
 from shopmail.run.composer import MailComposer
 from shopmail.run.pipeline import attach_customers, product_lookup
 from shopmail.run.series_run import HOLDOUT_COLUMN, entry_keys, series_clock, span_hours, step_spec
@@ -64,14 +63,14 @@ def trial_mails(spec: Campaign, entry: dict, customers: pd.DataFrame, products: 
         failed = [c for c in step.conditions if not condition_holds(c, entry)]
         if failed:
             steps.append(
-                TrialStep(number, step_label(spec, number), due, None, f"condition not met: {failed[0]}")
+                TrialStep(number, spec.step_label(number), due, None, f"condition not met: {failed[0]}")
             )
             continue
         row = {**entry, **step.values, STEP_COLUMN: number, HOLDOUT_COLUMN: False}
         recipient = attach_customers(spec, pd.DataFrame([row]), customers).to_dict("records")[0]
         as_step = step_spec(spec, number)
         mail = MailComposer(as_step, settings, products, {}).compose(recipient)
-        steps.append(TrialStep(number, step_label(spec, number), due, mail))
+        steps.append(TrialStep(number, spec.step_label(number), due, mail))
     return steps
 
 
